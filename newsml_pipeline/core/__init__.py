@@ -1,0 +1,1 @@
+"""Pure logic of the pipeline. Nothing here imports Dagster (enforced by core/ruff.toml)."""

@@ -1,0 +1,358 @@
+"""Typed settings: where state lives (NEWSML_HOME) and the validated YAML config (NEWSML_CONFIG).
+
+The YAML is the contract of DESIGN.md §3. Every section forbids unknown keys so that a typo
+fails at load time with one message naming the key and the file, instead of being ignored.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+DEFAULT_CONFIG_PATH = Path(__file__).parent / "config" / "default.yaml"
+DEFAULT_REGISTERED_MODEL = "newsml-topic-classifier"
+
+
+class ConfigError(ValueError):
+    """The config file is missing, unreadable or invalid; the message names the file and keys."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---------------------------------------------------------------- sources
+
+
+class RssSource(_Strict):
+    """An RSS/Atom/JSON feed; article pages are fetched and extracted unless fetch_pages is off."""
+
+    name: str
+    kind: Literal["rss"]
+    url: str
+    fetch_pages: bool = True
+    max_items: int | None = Field(default=None, ge=1)
+
+
+class LocalSource(_Strict):
+    """A file or folder of .jsonl/.jsonl.gz/.parquet/.csv article records."""
+
+    name: str
+    kind: Literal["local"]
+    path: str
+    # A record's `label` becomes `gold_label` (trusted, used for evaluation).
+    label_field: str = "label"
+
+
+class HfSource(_Strict):
+    """A Hugging Face `datasets` dataset, by local path (offline) or hub name (needs network)."""
+
+    name: str
+    kind: Literal["hf"]
+    dataset: str
+    split: str = "train"
+    subset: str | None = None
+    text_field: str = "text"
+    title_field: str | None = "title"
+    label_field: str | None = "label"
+    max_rows: int | None = Field(default=None, ge=1)
+
+
+Source = Annotated[RssSource | LocalSource | HfSource, Field(discriminator="kind")]
+
+
+# ---------------------------------------------------------------- sections
+
+
+class PartitionsConfig(_Strict):
+    """Daily partitions by published date; start_date bounds what can be backfilled."""
+
+    start_date: str = "2020-01-01"
+
+    @field_validator("start_date")
+    @classmethod
+    def _iso_date(cls, v: str) -> str:
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", v):
+            raise ValueError("must be an ISO date YYYY-MM-DD")
+        return v
+
+
+class CrawlConfig(_Strict):
+    concurrency: int = Field(default=16, ge=1, le=512)
+    per_host_rps: float = Field(default=1.0, gt=0)
+    timeout_s: float = Field(default=20.0, gt=0)
+    retries: int = Field(default=3, ge=0, le=10)
+    backoff_s: float = Field(default=0.5, ge=0)
+    max_bytes: int = Field(default=5_000_000, ge=1024)
+    max_redirects: int = Field(default=5, ge=0)
+    allow_private_hosts: bool = False
+    respect_robots: bool = True
+    user_agent: str = "newsml-pipeline/0.1 (+https://github.com/newsml/newsml_pipeline)"
+    # Processes for HTML extraction (the CPU-bound part); null = number of cores.
+    extract_workers: int | None = Field(default=None, ge=1)
+    near_duplicate_threshold: float = Field(default=0.9, gt=0, le=1)
+
+
+class Category(_Strict):
+    name: str
+    description: str
+    keywords: list[str] = Field(default_factory=list)
+
+    @field_validator("name")
+    @classmethod
+    def _simple_name(cls, v: str) -> str:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9_\-]*", v):
+            raise ValueError("category names are lowercase identifiers (a-z, 0-9, _ or -)")
+        return v
+
+
+class LabelsConfig(_Strict):
+    categories: list[Category]
+    # Below this label-model confidence the article is left unlabelled (abstain).
+    min_confidence: float = Field(default=0.5, ge=0, le=1)
+    functions: list[Literal["keywords", "url_section", "entities", "zero_shot"]] = Field(
+        default_factory=lambda: ["keywords", "url_section", "entities", "zero_shot"]
+    )
+    # Sentence-embedding model for zero-shot votes and the zero-shot baseline; null = packaged MiniLM.
+    embedding_model: str | None = None
+
+    @field_validator("categories")
+    @classmethod
+    def _unique(cls, v: list[Category]) -> list[Category]:
+        names = [c.name for c in v]
+        if len(v) < 2:
+            raise ValueError("at least two categories are needed to classify anything")
+        if len(set(names)) != len(names):
+            raise ValueError(f"category names must be unique, got {names}")
+        return v
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.categories]
+
+
+class QualityConfig(_Strict):
+    """Thresholds of the data-quality asset checks."""
+
+    min_coverage: float = Field(default=0.5, ge=0, le=1)
+    min_class_share: float = Field(default=0.05, ge=0, le=1)
+    min_class_count: int = Field(default=5, ge=0)
+    min_text_chars: int = Field(default=200, ge=0)
+    max_text_chars: int = Field(default=100_000, ge=1)
+
+
+class SplitsConfig(_Strict):
+    window_days: int | None = Field(default=90, ge=1)
+    val_fraction: float = Field(default=0.15, gt=0, lt=1)
+    test_fraction: float = Field(default=0.15, gt=0, lt=1)
+    min_per_class_train: int = Field(default=5, ge=1)
+    min_per_class_eval: int = Field(default=2, ge=1)
+    train_on_gold: bool = False
+    salt: str = "newsml"
+
+
+class LoraConfig(_Strict):
+    r: int = Field(default=16, ge=1)
+    alpha: int = Field(default=32, ge=1)
+    dropout: float = Field(default=0.1, ge=0, lt=1)
+    # null = chosen per architecture (e.g. BERT: query, value).
+    target_modules: list[str] | None = None
+
+
+class TrainingConfig(_Strict):
+    base_model: str | None = None  # null = packaged all-MiniLM-L6-v2
+    max_length: int = Field(default=256, ge=8)
+    epochs: int = Field(default=3, ge=1)
+    batch_size: int = Field(default=16, ge=1)
+    learning_rate: float = Field(default=5e-4, gt=0)
+    weight_decay: float = Field(default=0.01, ge=0)
+    warmup_ratio: float = Field(default=0.06, ge=0, lt=1)
+    label_smoothing: float = Field(default=0.1, ge=0, lt=1)
+    early_stopping_patience: int = Field(default=1, ge=0)
+    class_weights: bool = True
+    full_finetune: bool = False
+    lora: LoraConfig = LoraConfig()
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    seed: int = 42
+
+
+class MlflowConfig(_Strict):
+    tracking_uri: str | None = None  # null = MLFLOW_TRACKING_URI, else sqlite under NEWSML_HOME
+    experiment: str = "newsml"
+    registered_model: str = DEFAULT_REGISTERED_MODEL
+
+
+class GateConfig(_Strict):
+    metric: Literal["macro_f1", "accuracy"] = "macro_f1"
+    baseline: Literal["zero_shot", "keywords", "labeler"] = "zero_shot"
+    min_gain_over_baseline: float = 0.05
+    max_drop_vs_champion: float = 0.0
+    min_class_f1: float = Field(default=0.3, ge=0, le=1)
+    min_test_rows: int = Field(default=50, ge=1)
+    bootstrap_samples: int = Field(default=1000, ge=100)
+    seed: int = 0
+
+
+class DriftConfig(_Strict):
+    delta: float = Field(default=0.002, gt=0, lt=1)
+    cooldown_hours: float = Field(default=24.0, ge=0)
+    max_rows_per_tick: int = Field(default=50_000, ge=1)
+    signals: list[Literal["confidence", "disagreement"]] = Field(
+        default_factory=lambda: ["confidence", "disagreement"]
+    )
+
+
+class ServingConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8765, ge=1, le=65535)
+    max_body_bytes: int = Field(default=2_000_000, ge=1024)
+    batch_size: int = Field(default=32, ge=1)
+    reload_interval_s: float = Field(default=30.0, ge=0)
+
+
+class NewsmlConfig(_Strict):
+    """The whole YAML file. Unknown top-level keys are errors."""
+
+    sources: list[Source] = Field(default_factory=list)
+    partitions: PartitionsConfig = PartitionsConfig()
+    crawl: CrawlConfig = CrawlConfig()
+    labels: LabelsConfig
+    quality: QualityConfig = QualityConfig()
+    splits: SplitsConfig = SplitsConfig()
+    training: TrainingConfig = TrainingConfig()
+    mlflow: MlflowConfig = MlflowConfig()
+    gate: GateConfig = GateConfig()
+    drift: DriftConfig = DriftConfig()
+    serving: ServingConfig = ServingConfig()
+
+    @model_validator(mode="after")
+    def _unique_source_names(self) -> NewsmlConfig:
+        names = [s.name for s in self.sources]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"source names must be unique; repeated: {dupes}")
+        return self
+
+    def source(self, name: str) -> RssSource | LocalSource | HfSource:
+        for s in self.sources:
+            if s.name == name:
+                return s
+        raise KeyError(f"no source named {name!r}; configured: {[s.name for s in self.sources]}")
+
+
+# ---------------------------------------------------------------- loading
+
+_ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _expand_env(value: Any, env: dict[str, str]) -> Any:
+    """Expand ${VAR} in string values (NEWSML_HOME is always defined) so paths can be portable."""
+    if isinstance(value, str):
+
+        def repl(m: re.Match[str]) -> str:
+            if m.group(1) not in env:
+                raise ConfigError(f"environment variable ${{{m.group(1)}}} used in the config is not set")
+            return env[m.group(1)]
+
+        return _ENV_RE.sub(repl, value)
+    if isinstance(value, list):
+        return [_expand_env(v, env) for v in value]
+    if isinstance(value, dict):
+        return {k: _expand_env(v, env) for k, v in value.items()}
+    return value
+
+
+def _format_errors(path: Path, err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"])
+        if e["type"] == "extra_forbidden":
+            lines.append(f"  {loc}: unknown key (typo?)")
+        else:
+            lines.append(f"  {loc}: {e['msg']}")
+    return f"invalid config {path}:\n" + "\n".join(lines)
+
+
+def newsml_home() -> Path:
+    """NEWSML_HOME (default ./data): all runtime state lives under it."""
+    return Path(os.environ.get("NEWSML_HOME", "data")).expanduser().resolve()
+
+
+def config_path() -> Path:
+    return Path(os.environ.get("NEWSML_CONFIG", str(DEFAULT_CONFIG_PATH))).expanduser().resolve()
+
+
+def load_config(path: str | Path | None = None, *, home: Path | None = None) -> NewsmlConfig:
+    """Load and validate a YAML config; raises ConfigError naming the file and the bad keys."""
+    path = Path(path) if path is not None else config_path()
+    home = home or newsml_home()
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as e:
+        raise ConfigError(f"config file not found: {path}") from e
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {path} is not valid YAML: {e}") from e
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    env = {**os.environ, "NEWSML_HOME": str(home)}
+    try:
+        raw = _expand_env(raw, env)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    try:
+        return NewsmlConfig.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(_format_errors(path, e)) from None
+
+
+class Settings(BaseModel):
+    """Home + config together; what resources and the CLI pass around."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
+
+    home: Path
+    config_file: Path
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        return cls(home=newsml_home(), config_file=config_path())
+
+    @cached_property
+    def config(self) -> NewsmlConfig:
+        return load_config(self.config_file, home=self.home)
+
+    @property
+    def warehouse_path(self) -> Path:
+        return self.home / "warehouse.duckdb"
+
+    @property
+    def feedback_dir(self) -> Path:
+        return self.home / "feedback"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def crawl_state_path(self) -> Path:
+        return self.home / "crawl_state.duckdb"
+
+    def mlflow_tracking_uri(self) -> str:
+        """Config > MLFLOW_TRACKING_URI > sqlite under NEWSML_HOME."""
+        cfg = self.config.mlflow.tracking_uri
+        if cfg:
+            return cfg
+        env = os.environ.get("MLFLOW_TRACKING_URI")
+        if env:
+            return env
+        return f"sqlite:///{self.home / 'mlflow.db'}"
+
+    @property
+    def mlflow_artifact_root(self) -> Path:
+        return self.home / "mlartifacts"

@@ -1,0 +1,53 @@
+"""Fixtures shared by all tests: the real corpora in ../shared and an isolated NEWSML_HOME."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("NEWSML_SHARED", REPO_ROOT.parent / "shared")).resolve()
+CORPORA = SHARED / "corpora"
+
+
+def corpora_dir() -> Path:
+    """Path of ../shared/corpora; tests that need it skip with a reason when it is absent."""
+    if not CORPORA.is_dir():
+        pytest.skip(f"real corpora not found at {CORPORA} (set NEWSML_SHARED to the shared/ folder)")
+    return CORPORA
+
+
+@pytest.fixture(scope="session")
+def corpora() -> Path:
+    return corpora_dir()
+
+
+def read_jsonl_gz(path: Path, limit: int | None = None) -> list[dict]:
+    rows = []
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        for line in fh:
+            rows.append(json.loads(line))
+            if limit is not None and len(rows) >= limit:
+                break
+    return rows
+
+
+@pytest.fixture(scope="session")
+def bbc_rows(corpora: Path) -> list[dict]:
+    """All 2,225 BBC articles with gold topics (98 are exact duplicates of another)."""
+    return read_jsonl_gz(corpora / "bbc_news" / "bbc_news.jsonl.gz")
+
+
+@pytest.fixture
+def newsml_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty NEWSML_HOME for one test, so no test touches ./data or another test's state."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("NEWSML_HOME", str(home))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    return home
