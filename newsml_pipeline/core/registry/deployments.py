@@ -1,0 +1,66 @@
+"""One row per deployment or rollback, for the `deployments` warehouse table (audit trail).
+
+The lead's asset writes the row with `Warehouse.upsert(..., key="deployment_id")` (or append);
+this module only builds it, so the row's shape is tested without a warehouse.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Literal
+
+import polars as pl
+
+DEPLOYMENTS: dict[str, pl.DataType] = {
+    "deployment_id": pl.String(),
+    "action": pl.String(),  # deploy / rollback
+    "registered_model": pl.String(),
+    "version": pl.String(),  # the version that serves after this action
+    "previous_version": pl.String(),  # the version that served before (nullable)
+    "deployed_at": pl.Datetime("us", "UTC"),
+    "deployed_by": pl.String(),  # user, or "dagster:<run_id>"
+    "reason": pl.String(),
+    "metrics": pl.String(),  # JSON object name -> number (gate metrics at deployment)
+    "training_run_id": pl.String(),  # nullable
+    "evaluation_run_id": pl.String(),  # nullable
+}
+
+
+def deployment_record(
+    *,
+    action: Literal["deploy", "rollback"],
+    registered_model: str,
+    version: str | int,
+    previous_version: str | int | None,
+    reason: str,
+    metrics: dict[str, float] | None = None,
+    deployed_by: str | None = None,
+    deployed_at: datetime | None = None,
+    training_run_id: str | None = None,
+    evaluation_run_id: str | None = None,
+) -> pl.DataFrame:
+    """A one-row frame with the DEPLOYMENTS columns: who/when/why, the version and its metrics."""
+    if action not in ("deploy", "rollback"):
+        raise ValueError(f"action must be 'deploy' or 'rollback', got {action!r}")
+    if not reason.strip():
+        raise ValueError("a deployment needs a reason (what made it happen)")
+    when = deployed_at or datetime.now(UTC)
+    if when.tzinfo is None:
+        raise ValueError("deployed_at must be timezone-aware (UTC)")
+    row = {
+        "deployment_id": uuid.uuid4().hex,
+        "action": action,
+        "registered_model": registered_model,
+        "version": str(version),
+        "previous_version": None if previous_version is None else str(previous_version),
+        "deployed_at": when.astimezone(UTC),
+        "deployed_by": deployed_by or getpass.getuser(),
+        "reason": reason,
+        "metrics": json.dumps({k: float(v) for k, v in (metrics or {}).items()}, sort_keys=True),
+        "training_run_id": training_run_id,
+        "evaluation_run_id": evaluation_run_id,
+    }
+    return pl.DataFrame([row], schema=DEPLOYMENTS)
