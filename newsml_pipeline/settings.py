@@ -206,6 +206,13 @@ class DriftConfig(_Strict):
     signals: list[Literal["confidence", "disagreement"]] = Field(
         default_factory=lambda: ["confidence", "disagreement"]
     )
+    # ADWIN checks for a cut every `clock` values (river's default 32; 1 = every value, slower).
+    clock: int = Field(default=32, ge=1)
+    # The confidence signal is fed as confidence**power: > 1 spreads the crowded high end and
+    # detected a real topic shift faster with no extra false alarms (bench/drift.py).
+    confidence_power: float = Field(default=3.0, gt=0)
+    # A new champion has its own confidence profile: restart detectors when model_version changes.
+    reset_on_model_change: bool = True
 
 
 class ServingConfig(_Strict):

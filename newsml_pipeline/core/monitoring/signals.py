@@ -1,0 +1,117 @@
+"""Turn scored rows into the numeric streams the drift detectors watch.
+
+A scored row (table `scored_articles`) has article_id, model_version, label, confidence,
+auto_label (nullable) and scored_at. Each monitored signal maps a row to a value in [0, 1]
+(ADWIN's bound assumes values in [0, 1]) or skips it:
+
+- `confidence`: the champion's confidence in its own label. A topic shift pushes articles away
+  from what the model knows, so its confidence drops.
+- `disagreement`: 1.0 when the champion's label differs from the auto-label, else 0.0; rows
+  without an auto-label (the labeler abstained) are skipped. An estimate of the error rate
+  that needs no human.
+
+Arrays in, arrays out: every signal comes back as the row offsets it used plus the values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import polars as pl
+
+SignalName = Literal["confidence", "disagreement"]
+SIGNALS: tuple[str, ...] = ("confidence", "disagreement")
+
+# Columns each signal needs from the scored rows.
+REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
+    "confidence": ("confidence",),
+    "disagreement": ("label", "auto_label"),
+}
+
+
+class SignalError(ValueError):
+    """Scored rows cannot be turned into a signal (missing column, value out of range)."""
+
+
+@dataclass(frozen=True)
+class SignalBatch:
+    """One signal over one batch of rows.
+
+    row_offsets: int64 [m], offsets into the batch of the rows that produced a value (sorted).
+    values: float64 [m], the signal values in [0, 1].
+    """
+
+    name: str
+    row_offsets: np.ndarray
+    values: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.values.shape[0])
+
+
+def check_signal_names(signals: Sequence[str]) -> tuple[str, ...]:
+    """Validate signal names (unique, known); returns them as a tuple in the given order."""
+    unknown = [s for s in signals if s not in SIGNALS]
+    if unknown:
+        raise SignalError(f"unknown drift signal(s) {unknown}; known: {list(SIGNALS)}")
+    if len(set(signals)) != len(signals):
+        raise SignalError(f"drift signals must be unique, got {list(signals)}")
+    if not signals:
+        raise SignalError("at least one drift signal must be monitored")
+    return tuple(signals)
+
+
+def confidence_signal(rows: pl.DataFrame) -> SignalBatch:
+    """The champion's confidence per row; a null or out-of-[0, 1] confidence is an error."""
+    _require(rows, "confidence")
+    conf = rows.get_column("confidence").cast(pl.Float64)
+    bad = conf.is_null() | conf.is_nan() | (conf < 0.0) | (conf > 1.0)
+    if bad.any():
+        first = int(bad.arg_true()[0])
+        where = _describe_row(rows, first)
+        raise SignalError(
+            f"confidence must be a number in [0, 1]; {int(bad.sum())} row(s) are not, first at {where}: "
+            f"{conf[first]!r}"
+        )
+    values = conf.to_numpy().astype(np.float64, copy=False)
+    return SignalBatch("confidence", np.arange(len(values), dtype=np.int64), values)
+
+
+def disagreement_signal(rows: pl.DataFrame) -> SignalBatch:
+    """1.0 where label != auto_label, 0.0 where equal; rows without auto_label are skipped."""
+    _require(rows, "disagreement")
+    label = rows.get_column("label").cast(pl.String)
+    auto = rows.get_column("auto_label").cast(pl.String)
+    if label.is_null().any():
+        first = int(label.is_null().arg_true()[0])
+        raise SignalError(f"scored row without a label at {_describe_row(rows, first)}")
+    has_auto = auto.is_not_null()
+    offsets = has_auto.arg_true().to_numpy().astype(np.int64, copy=False)
+    values = (label.filter(has_auto) != auto.filter(has_auto)).cast(pl.Float64).to_numpy()
+    return SignalBatch("disagreement", offsets, values.astype(np.float64, copy=False))
+
+
+_EXTRACTORS = {"confidence": confidence_signal, "disagreement": disagreement_signal}
+
+
+def extract_signals(rows: pl.DataFrame, *, signals: Sequence[str]) -> dict[str, SignalBatch]:
+    """Every requested signal over `rows` (n rows in stream order) -> {name: SignalBatch}."""
+    names = check_signal_names(signals)
+    return {name: _EXTRACTORS[name](rows) for name in names}
+
+
+def _require(rows: pl.DataFrame, signal: str) -> None:
+    missing = [c for c in REQUIRED_COLUMNS[signal] if c not in rows.columns]
+    if missing:
+        raise SignalError(
+            f"signal {signal!r} needs column(s) {missing} in the scored rows; got columns {rows.columns}"
+        )
+
+
+def _describe_row(rows: pl.DataFrame, offset: int) -> str:
+    if "article_id" in rows.columns:
+        return f"row {offset} (article_id={rows.get_column('article_id')[offset]!r})"
+    return f"row {offset}"

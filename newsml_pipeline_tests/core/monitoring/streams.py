@@ -1,0 +1,59 @@
+"""Seeded synthetic scored streams (stdlib `random`, whose sequence is stable across versions)."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+
+import polars as pl
+
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def scored_stream(
+    n: int,
+    *,
+    seed: int,
+    shift_at: int | None = None,
+    error_before: float = 0.10,
+    error_after: float = 0.30,
+    conf_before: tuple[float, float] = (8.0, 2.0),
+    conf_after: tuple[float, float] = (5.0, 3.0),
+    start: int = 0,
+    model_version: str = "1",
+    abstain_every: int = 0,
+) -> pl.DataFrame:
+    """n scored rows: confidence ~ Beta(conf_*), disagreement ~ Bernoulli(error_*), changing at shift_at.
+
+    Rows are one second apart from T0 + start seconds; article ids are zero-padded indexes.
+    abstain_every=k leaves the auto-label null on every k-th row.
+    """
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        after = shift_at is not None and i >= shift_at
+        a, b = conf_after if after else conf_before
+        err = error_after if after else error_before
+        wrong = rng.random() < err
+        auto = None if abstain_every and i % abstain_every == 0 else ("politics" if wrong else "sport")
+        rows.append(
+            {
+                "article_id": f"a{start + i:08d}",
+                "model_version": model_version,
+                "label": "sport",
+                "confidence": rng.betavariate(a, b),
+                "auto_label": auto,
+                "scored_at": T0 + timedelta(seconds=start + i),
+            }
+        )
+    return pl.DataFrame(
+        rows,
+        schema={
+            "article_id": pl.String,
+            "model_version": pl.String,
+            "label": pl.String,
+            "confidence": pl.Float64,
+            "auto_label": pl.String,
+            "scored_at": pl.Datetime("us", "UTC"),
+        },
+    )
