@@ -1,0 +1,111 @@
+"""Main text (+ title and date when asked) from article HTML with trafilatura, in worker processes.
+
+Extraction is the CPU-bound part of a crawl (~20-25 ms per page on one core, fetching is
+~1 ms), so it runs in a process pool fed while fetching goes on. The page bytes are handed to
+the worker as they came off the wire: trafilatura parses them once and detects the encoding.
+
+Settings: `include_comments=False`. On the 40 Zyte benchmark pages it scored token-F1 0.969
+against the ground truth versus 0.956 for trafilatura's defaults, and is faster (reader
+comments are not the article). Metadata (title, date) costs ~9 ms a page more, mostly date
+guessing, so it is only computed when the feed did not already give a title and a date.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import trafilatura
+
+log = logging.getLogger(__name__)
+
+TRAFILATURA_OPTIONS: dict = {"include_comments": False}
+# htmldate's extensive search scans every string for date-like patterns; the fast path reads
+# the meta tags and structured data where news sites put the publication date.
+_DATE_PARAMS = {"extensive_search": False, "original_date": True}
+
+
+@dataclass(frozen=True)
+class ExtractedPage:
+    text: str | None  # main text; None when trafilatura found none
+    title: str | None = None  # only when metadata was asked for
+    published: datetime | None = None  # UTC midnight of the page's date (only when asked for)
+
+
+def default_workers() -> int:
+    """Cores this process may use (respects CPU affinity / container limits)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _to_utc_date(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+
+
+def extract_html(html: bytes | str, *, url: str | None = None, with_metadata: bool = False) -> ExtractedPage:
+    """Extract one page; runs in a worker process, so it takes and returns picklable values."""
+    if not with_metadata:
+        text = trafilatura.extract(html, url=url, **TRAFILATURA_OPTIONS)
+        return ExtractedPage(text=text or None)
+    doc = trafilatura.bare_extraction(
+        html, url=url, with_metadata=True, date_extraction_params=_DATE_PARAMS, **TRAFILATURA_OPTIONS
+    )
+    if doc is None:
+        return ExtractedPage(text=None)
+    return ExtractedPage(text=doc.text or None, title=doc.title or None, published=_to_utc_date(doc.date))
+
+
+def _warm_up() -> int:
+    return os.getpid()
+
+
+class ExtractorPool:
+    """A process pool for `extract_html`; use as a context manager around a crawl.
+
+    Workers are started by `spawn` (never fork a process that runs an event loop and threads)
+    and warmed up on entry so the first pages do not pay the interpreter start-up.
+    `workers=0` extracts in the calling thread's executor instead (tiny crawls, debugging).
+    """
+
+    def __init__(self, *, workers: int | None = None) -> None:
+        self.workers = default_workers() if workers is None else workers
+        self._pool: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> ExtractorPool:
+        if self.workers > 0:
+            ctx = multiprocessing.get_context("spawn")
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx)
+            pids = {f.result() for f in [self._pool.submit(_warm_up) for _ in range(self.workers * 2)]}
+            log.info("extraction pool ready: %d worker processes", len(pids))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    async def extract(
+        self, html: bytes, *, url: str | None = None, with_metadata: bool = False
+    ) -> ExtractedPage:
+        """Extract in a worker without blocking the event loop (fetching continues meanwhile)."""
+        loop = asyncio.get_running_loop()
+        if self.workers > 0 and self._pool is None:
+            raise RuntimeError("ExtractorPool is not open; use `with ExtractorPool(...) as pool:`")
+        return await loop.run_in_executor(self._pool, _extract_call, html, url, with_metadata)
+
+
+def _extract_call(html: bytes, url: str | None, with_metadata: bool) -> ExtractedPage:
+    return extract_html(html, url=url, with_metadata=with_metadata)
