@@ -76,11 +76,11 @@ class Warehouse:
             sql = f"SELECT * FROM {_ident(table)}"
             if where:
                 sql += f" WHERE {where}"
-            return con.execute(sql, params or []).pl()
+            return _frame(con, sql, params)
 
     def query(self, sql: str, params: list[Any] | None = None) -> pl.DataFrame:
         with self.connect(read_only=True) as con:
-            return con.execute(sql, params or []).pl()
+            return _frame(con, sql, params)
 
     def columns(self, table: str) -> list[str]:
         with self.connect(read_only=True) as con:
@@ -103,10 +103,11 @@ class Warehouse:
             try:
                 deleted = 0
                 if _table_exists(con, table):
-                    deleted = con.execute(
+                    deleted = _scalar(
+                        con,
                         f"SELECT count(*) FROM {_ident(table)} WHERE {_ident(partition_column)} = ?",
                         [partition_key],
-                    ).fetchone()[0]
+                    )
                     con.execute(
                         f"DELETE FROM {_ident(table)} WHERE {_ident(partition_column)} = ?", [partition_key]
                     )
@@ -153,11 +154,24 @@ class Warehouse:
 
 
 def _table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
-    row = con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = ? AND table_schema = 'main'",
-        [table],
-    ).fetchone()
-    return bool(row and row[0])
+    return bool(
+        _scalar(
+            con,
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = ? AND table_schema = 'main'",
+            [table],
+        )
+    )
+
+
+def _frame(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> pl.DataFrame:
+    """Run a query and return all rows as a polars frame (a relation's .pl() avoids an extra copy)."""
+    return con.sql(sql, params=params or None).pl()
+
+
+def _scalar(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> Any:
+    """First value of a query; fetches the whole result so the connection is free afterwards."""
+    rows = con.execute(sql, params or []).fetchall()
+    return rows[0][0] if rows else None
 
 
 def _insert(con: duckdb.DuckDBPyConnection, table: str, df: pl.DataFrame) -> None:
@@ -170,8 +184,7 @@ def _insert(con: duckdb.DuckDBPyConnection, table: str, df: pl.DataFrame) -> Non
         existing = [r[0] for r in con.execute(f"DESCRIBE {_ident(table)}").fetchall()]
         missing = [c for c in df.columns if c not in existing]
         for col in missing:  # schema evolution: new columns are added as nullable
-            dtype = con.execute(f"SELECT typeof({_ident(col)}) FROM _new_rows LIMIT 1").fetchone()
-            sql_type = dtype[0] if dtype else "VARCHAR"
+            sql_type = _scalar(con, f"SELECT typeof({_ident(col)}) FROM _new_rows LIMIT 1") or "VARCHAR"
             con.execute(f"ALTER TABLE {_ident(table)} ADD COLUMN {_ident(col)} {sql_type}")
         if len(df):
             cols = ", ".join(_ident(c) for c in df.columns)
