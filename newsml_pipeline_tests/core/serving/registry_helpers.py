@@ -1,0 +1,38 @@
+"""Register tiny classifier directories as MLflow model versions in a temp sqlite store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+from mlflow import MlflowClient
+
+from newsml_pipeline_tests.tiny_models import make_tiny_classifier_dir
+
+
+def tracking_uri_for(root: Path) -> str:
+    return f"sqlite:///{root / 'mlflow.db'}"
+
+
+def register_tiny_version(
+    root: Path, name: str, labels: list[str], *, seed: int, experiment: str = "serving-tests"
+) -> str:
+    """Log a tiny model dir as run artifacts (`model/model/...`) and register it; returns the version."""
+    uri = tracking_uri_for(root)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    exp = client.get_experiment_by_name(experiment)
+    exp_id = (
+        exp.experiment_id
+        if exp
+        else client.create_experiment(experiment, artifact_location=str(root / "artifacts"))
+    )
+    model_dir = make_tiny_classifier_dir(root / f"src-{seed}", labels, seed=seed)
+    run = client.create_run(exp_id)
+    client.log_artifacts(run.info.run_id, str(model_dir), artifact_path="model/model")
+    client.set_terminated(run.info.run_id)
+    try:
+        client.get_registered_model(name)
+    except mlflow.exceptions.MlflowException:
+        client.create_registered_model(name)
+    mv = client.create_model_version(name, source=f"{run.info.artifact_uri}/model", run_id=run.info.run_id)
+    return str(mv.version)

@@ -1,0 +1,128 @@
+"""Predictor: champion resolution, auto-labeler fallback, hot reload, rollback, validation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+
+from newsml_pipeline.core.registry.aliases import rollback, set_champion
+from newsml_pipeline.core.serving.predictor import (
+    ChampionResolver,
+    InvalidRecordError,
+    ModelLoadError,
+    Predictor,
+    validate_records,
+)
+from newsml_pipeline_tests.core.serving.conftest import LABELS, LABELS_CFG, FixedFallback, serving_cfg
+from newsml_pipeline_tests.core.serving.registry_helpers import register_tiny_version, tracking_uri_for
+
+ARTICLES = [
+    {"title": "Shares rise", "text": "The company reported record profit and shares rose."},
+    {"text": "The team won the cup final after extra time."},
+    {"id": "a3", "title": "New phone", "text": "A new mobile phone with faster broadband was released."},
+]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def _predictor(root: Path, name: str, cache: Path, clock=None, **kw) -> Predictor:  # noqa: ANN001, ANN003
+    resolver = ChampionResolver(tracking_uri=tracking_uri_for(root), registered_model=name, cache_dir=cache)
+    return Predictor(
+        resolver=resolver,
+        labels_cfg=LABELS_CFG,
+        serving_cfg=serving_cfg(**kw),
+        fallback=FixedFallback,
+        clock=clock or Clock(),
+    )
+
+
+def test_no_champion_answers_with_the_auto_labeler_and_says_so(tmp_path: Path) -> None:
+    register_tiny_version(tmp_path, "fresh", LABELS, seed=0)  # a version exists but nothing deployed
+    p = _predictor(tmp_path, "fresh", tmp_path / "cache")
+    out = p.predict(ARTICLES)
+    assert [o["model_version"] for o in out] == ["auto-labeler"] * 3
+    assert p.health()["model_version"] == "auto-labeler"
+
+
+def test_champion_is_loaded_hot_swapped_and_rolled_back(tmp_path: Path) -> None:
+    name = "swap"
+    v1 = register_tiny_version(tmp_path, name, LABELS, seed=1)
+    v2 = register_tiny_version(tmp_path, name, LABELS, seed=2)
+    uri = tracking_uri_for(tmp_path)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    set_champion(client, name, v1, reason="test")
+    clock = Clock()
+    p = _predictor(tmp_path, name, tmp_path / "cache", clock=clock, reload_interval_s=10)
+    out = p.predict(ARTICLES)
+    assert {o["model_version"] for o in out} == {v1}
+    for o in out:
+        assert set(o["scores"]) == set(LABELS)
+        assert sum(o["scores"].values()) == pytest.approx(1.0, abs=1e-4)
+        assert o["label"] in LABELS and o["confidence"] == max(o["scores"].values())
+    assert out[2]["id"] == "a3" and "id" not in out[0]
+    first = [o["scores"] for o in out]
+
+    set_champion(client, name, v2, reason="newer")
+    clock.t = 5  # inside the reload interval: still v1
+    assert p.predict(ARTICLES[:1])[0]["model_version"] == v1
+    clock.t = 11
+    out2 = p.predict(ARTICLES)
+    assert {o["model_version"] for o in out2} == {v2}
+    assert [o["scores"] for o in out2] != first  # a different model really answers
+
+    rollback(client, name)
+    clock.t = 22
+    assert p.predict(ARTICLES)[0]["model_version"] == v1
+    # the first load was cached on disk: the same scores as before
+    assert [o["scores"] for o in p.predict(ARTICLES)] == first
+
+
+def test_batches_give_the_same_answers_as_one_by_one(registry: dict, cache_dir: Path) -> None:
+    client = MlflowClient(tracking_uri=registry["uri"], registry_uri=registry["uri"])
+    set_champion(client, registry["name"], registry["versions"][0], reason="test")
+    p = _predictor(registry["root"], registry["name"], cache_dir, batch_size=2)
+    many = [{"title": f"t{i}", "text": ARTICLES[i % 3]["text"] + " x" * i} for i in range(7)]
+    together = p.predict(many)
+    alone = [p.predict([r])[0] for r in many]
+    for a, b in zip(together, alone, strict=True):
+        assert a["label"] == b["label"]
+        np.testing.assert_allclose(list(a["scores"].values()), list(b["scores"].values()), atol=2e-2)
+
+
+@pytest.mark.parametrize(
+    ("records", "message"),
+    [
+        ([], "empty list"),
+        ({"text": "x"}, "expected a list"),
+        ([{"text": "  "}], "article 0: field 'text' is empty"),
+        ([{"title": "t"}], "'text' is required"),
+        ([{"text": "ok"}, {"text": 3}], "article 1: field 'text' must be a string"),
+        ([{"text": "ok", "title": ["x"]}], "'title' must be a string"),
+        (["just a string"], "expected an object"),
+    ],
+)
+def test_bad_records_are_rejected_with_a_message(records, message: str) -> None:  # noqa: ANN001
+    with pytest.raises(InvalidRecordError, match=message):
+        validate_records(records)
+
+
+def test_champion_without_model_files_is_a_clear_error(tmp_path: Path) -> None:
+    uri = tracking_uri_for(tmp_path)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client.create_registered_model("hollow")
+    empty = tmp_path / "empty-artifacts"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no model here")
+    mv = client.create_model_version("hollow", source=str(empty))
+    set_champion(client, "hollow", mv.version, reason="test")
+    with pytest.raises(ModelLoadError, match="no classifier directory"):
+        _predictor(tmp_path, "hollow", tmp_path / "cache")
