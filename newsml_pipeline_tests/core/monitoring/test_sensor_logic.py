@@ -180,8 +180,10 @@ def test_tick_of_10k_rows_is_fast(tmp_path):
 # ---------------------------------------------------------------- warehouse
 
 
-def _write_scored(wh: Warehouse, rows: pl.DataFrame, *, with_auto: bool) -> None:
+def _write_scored(wh: Warehouse, rows: pl.DataFrame, *, with_auto: bool, naive_ts: bool = False) -> None:
     scored = rows.with_columns(partition_date=pl.col("scored_at").dt.date())
+    if naive_ts:  # a plain TIMESTAMP column is read as UTC
+        scored = scored.with_columns(pl.col("scored_at").dt.replace_time_zone(None))
     labeled = rows.select("article_id", label=pl.col("auto_label"), confidence=pl.lit(0.9))
     if not with_auto:
         scored = scored.drop("auto_label")
@@ -189,8 +191,8 @@ def _write_scored(wh: Warehouse, rows: pl.DataFrame, *, with_auto: bool) -> None
     wh.append("scored_articles", scored)
 
 
-@pytest.mark.parametrize("with_auto", [True, False])
-def test_read_new_scored_rows_pages_through_the_table(tmp_path, with_auto):
+@pytest.mark.parametrize(("with_auto", "naive_ts"), [(True, False), (False, False), (True, True)])
+def test_read_new_scored_rows_pages_through_the_table(tmp_path, with_auto, naive_ts):
     wh = Warehouse(tmp_path / "w.duckdb")
     assert read_new_scored_rows(wh, cursor=None, limit=10).height == 0  # no table yet
     rows = scored_stream(250, seed=12, abstain_every=7)
@@ -200,7 +202,7 @@ def test_read_new_scored_rows_pages_through_the_table(tmp_path, with_auto):
         .then(T0 + timedelta(seconds=100))
         .otherwise(pl.col("scored_at"))
     )
-    _write_scored(wh, rows.sample(fraction=1.0, shuffle=True, seed=1), with_auto=with_auto)
+    _write_scored(wh, rows.sample(fraction=1.0, shuffle=True, seed=1), with_auto=with_auto, naive_ts=naive_ts)
     seen, cursor = [], None
     while True:
         page = read_new_scored_rows(wh, cursor=cursor, limit=60)
@@ -217,6 +219,7 @@ def test_read_new_scored_rows_pages_through_the_table(tmp_path, with_auto):
     assert got.columns == ["article_id", "model_version", "label", "confidence", "auto_label", "scored_at"]
     assert got.schema["scored_at"] == pl.Datetime("us", "UTC")
     assert got["auto_label"].null_count() == rows["auto_label"].null_count() > 0
+    assert got["scored_at"].to_list() == rows.sort("scored_at", "article_id")["scored_at"].to_list()
     by_id = dict(zip(rows["article_id"], rows["auto_label"], strict=True))
     assert all(by_id[a] == b for a, b in zip(got["article_id"], got["auto_label"], strict=True))
 
