@@ -10,9 +10,13 @@ import getpass
 import json
 import uuid
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 import polars as pl
+from mlflow.entities.model_registry import ModelVersion
+
+from newsml_pipeline.core.evaluation.gate import GateDecision
+from newsml_pipeline.core.registry.aliases import rollback, set_champion
 
 DEPLOYMENTS: dict[str, pl.DataType] = {
     "deployment_id": pl.String(),
@@ -64,3 +68,59 @@ def deployment_record(
         "evaluation_run_id": evaluation_run_id,
     }
     return pl.DataFrame([row], schema=DEPLOYMENTS)
+
+
+class GateNotPassedError(RuntimeError):
+    """Deployment was asked for a candidate whose gate failed; the message carries the reasons."""
+
+
+def deploy_candidate(
+    client: Any,
+    *,
+    registered_model: str,
+    version: str | int,
+    decision: GateDecision,
+    metrics: dict[str, float] | None = None,
+    deployed_by: str | None = None,
+    training_run_id: str | None = None,
+    evaluation_run_id: str | None = None,
+) -> pl.DataFrame:
+    """Make a gated candidate the champion and return its deployment row.
+
+    Refuses (GateNotPassedError, aliases untouched) when the gate failed: the blocking asset
+    check should already stop the run, this keeps any other caller from bypassing the rule.
+    """
+    if not decision.passed:
+        raise GateNotPassedError(
+            f"{registered_model} version {version} did not pass the gate: " + "; ".join(decision.reasons)
+        )
+    reason = "; ".join(decision.reasons)
+    new, previous = set_champion(client, registered_model, version, reason=reason, metrics=metrics)
+    return deployment_record(
+        action="deploy",
+        registered_model=registered_model,
+        version=new.version,
+        previous_version=None if previous is None else previous.version,
+        reason=reason,
+        metrics=metrics,
+        deployed_by=deployed_by,
+        training_run_id=training_run_id,
+        evaluation_run_id=evaluation_run_id,
+    )
+
+
+def rollback_champion(
+    client: Any, *, registered_model: str, reason: str = "manual rollback", deployed_by: str | None = None
+) -> tuple[ModelVersion, ModelVersion, pl.DataFrame]:
+    """`rollback` plus its deployment row: (restored, demoted, row)."""
+    restored, demoted = rollback(client, registered_model, reason=reason)
+    row = deployment_record(
+        action="rollback",
+        registered_model=registered_model,
+        version=restored.version,
+        previous_version=demoted.version,
+        reason=reason,
+        deployed_by=deployed_by,
+        training_run_id=restored.run_id,
+    )
+    return restored, demoted, row
