@@ -201,7 +201,12 @@ def _callbacks(
             )
             if run_logger is not None:
                 run_logger.log_metrics(
-                    {k: v for k, v in row.items() if k not in ("epoch", "step") and np.isfinite(v)},
+                    # epoch_ prefix: the un-prefixed names hold the selected (best) model's values
+                    {
+                        f"epoch_{k}": v
+                        for k, v in row.items()
+                        if k not in ("epoch", "step") and np.isfinite(v)
+                    },
                     step=max(1, round(row["epoch"])),
                 )
 
