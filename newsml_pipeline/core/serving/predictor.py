@@ -32,6 +32,11 @@ MAX_TITLE_CHARS = 2_000
 class InvalidRecordError(ValueError):
     """A record to classify is malformed; the message names the record index and the field."""
 
+    def __init__(self, reason: str, *, index: int | None = None) -> None:
+        self.reason = reason
+        self.index = index
+        super().__init__(reason if index is None else f"article {index}: {reason}")
+
 
 class ModelLoadError(RuntimeError):
     """The champion's files could not be found or loaded."""
@@ -57,25 +62,24 @@ def validate_records(records: Any) -> list[dict[str, Any]]:
         raise InvalidRecordError("no articles to classify (empty list)")
     clean = []
     for i, rec in enumerate(records):
-        where = f"article {i}"
         if not isinstance(rec, Mapping):
-            raise InvalidRecordError(f"{where}: expected an object with 'text', got {type(rec).__name__}")
+            raise InvalidRecordError(f"expected an object with 'text', got {type(rec).__name__}", index=i)
         text = rec.get("text")
         title = rec.get("title")
         if text is None:
-            raise InvalidRecordError(f"{where}: field 'text' is required")
+            raise InvalidRecordError("field 'text' is required", index=i)
         if not isinstance(text, str):
-            raise InvalidRecordError(f"{where}: field 'text' must be a string, got {type(text).__name__}")
+            raise InvalidRecordError(f"field 'text' must be a string, got {type(text).__name__}", index=i)
         if title is not None and not isinstance(title, str):
-            raise InvalidRecordError(f"{where}: field 'title' must be a string, got {type(title).__name__}")
+            raise InvalidRecordError(f"field 'title' must be a string, got {type(title).__name__}", index=i)
         if not text.strip():
-            raise InvalidRecordError(f"{where}: field 'text' is empty")
+            raise InvalidRecordError("field 'text' is empty", index=i)
         if title is not None and len(title) > MAX_TITLE_CHARS:
-            raise InvalidRecordError(f"{where}: field 'title' is longer than {MAX_TITLE_CHARS} characters")
+            raise InvalidRecordError(f"field 'title' is longer than {MAX_TITLE_CHARS} characters", index=i)
         out = {"title": title, "text": text}
         if "id" in rec:
             if not isinstance(rec["id"], str | int) or isinstance(rec["id"], bool):
-                raise InvalidRecordError(f"{where}: field 'id' must be a string or integer")
+                raise InvalidRecordError("field 'id' must be a string or integer", index=i)
             out["id"] = rec["id"]
         clean.append(out)
     return clean
@@ -132,7 +136,13 @@ class TransformerBackend:
 
 
 class AutoLabelerBackend:
-    """The auto-labeler as a stand-in model before the first deployment (scores: its posteriors)."""
+    """The auto-labeler as a stand-in model before the first deployment.
+
+    Scores are the label model's posteriors over the labeling functions' votes for the articles
+    of the request (the same `compute_votes` + Dawid-Skene the auto-labeler runs per partition;
+    its Dirichlet prior keeps a one-article batch well defined). Slower than a champion: it runs
+    spaCy and the sentence embedder.
+    """
 
     version = AUTO_LABELER_VERSION
 
@@ -141,12 +151,17 @@ class AutoLabelerBackend:
         self.labels = list(labels_cfg.names)
 
     def predict_proba(self, titles: list[str | None], texts: list[str]) -> np.ndarray:
-        from newsml_pipeline.core.labeling.api import label_probabilities
+        from newsml_pipeline.core.labeling.label_model import DawidSkene
+        from newsml_pipeline.core.labeling.pipeline import compute_votes
 
-        proba = np.asarray(label_probabilities(titles, texts, labels_cfg=self.labels_cfg), dtype=float)
-        if proba.shape != (len(texts), len(self.labels)):
+        votes, _, _ = compute_votes(
+            [t or "" for t in titles], texts, [None] * len(texts), labels_cfg=self.labels_cfg
+        )
+        k = len(self.labels)
+        proba = DawidSkene(k=k).fit(votes).predict_proba(votes)
+        if proba.shape != (len(texts), k):
             raise RuntimeError(
-                f"auto-labeler returned probabilities of shape {proba.shape}, expected ({len(texts)}, {len(self.labels)})"
+                f"auto-labeler gave probabilities of shape {proba.shape}, expected ({len(texts)}, {k})"
             )
         return proba
 

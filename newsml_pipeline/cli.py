@@ -1,0 +1,298 @@
+"""`newsml`: predictions, the HTTP endpoint, rollback, status and benchmarks from the shell.
+
+Settings come from NEWSML_HOME / NEWSML_CONFIG (`Settings.from_env()`), like the Dagster code.
+
+  newsml predict "some article text" [--title T]     one article -> one JSON line
+  newsml predict --file articles.jsonl              JSONL of {title?, text, id?} -> JSONL
+  cat articles.jsonl | newsml predict               same, from stdin (streamed in batches)
+  newsml serve [--host 127.0.0.1] [--port 8765]
+  newsml rollback [--reason "why"]
+  newsml status [--json]
+  newsml bench serve [-- bench options]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import logging
+import subprocess
+import sys
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from newsml_pipeline.settings import ConfigError, Settings
+
+log = logging.getLogger("newsml")
+
+EXIT_USAGE = 2
+EXIT_FAILED = 1
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+class CliError(Exception):
+    """A user-facing error: printed as `newsml: error: <message>`, exit code 2."""
+
+
+# ---------------------------------------------------------------- predict
+
+
+def _jsonl_records(lines: Iterable[str], *, source: str) -> Iterator[dict[str, Any]]:
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise CliError(f"{source} line {n}: not valid JSON ({e.msg})") from None
+        if not isinstance(rec, dict):
+            raise CliError(f"{source} line {n}: expected a JSON object with 'text', got {type(rec).__name__}")
+        yield rec
+
+
+def _file_records(path: Path) -> Iterator[dict[str, Any]]:
+    if not path.exists():
+        raise CliError(f"--file {path}: no such file")
+    if path.name.endswith((".jsonl", ".jsonl.gz", ".ndjson")):
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rt", encoding="utf-8") as fh:
+            yield from _jsonl_records(fh, source=str(path))
+    else:  # any other file is the text of one article
+        yield {"text": path.read_text(encoding="utf-8")}
+
+
+def _batches(records: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    batch: list[dict[str, Any]] = []
+    for rec in records:
+        batch.append(rec)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def cmd_predict(args: argparse.Namespace, settings: Settings, out: IO[str]) -> int:
+    from newsml_pipeline.core.serving.predictor import InvalidRecordError, Predictor
+
+    if args.text is not None and args.file is not None:
+        raise CliError("give either a text argument or --file, not both")
+    if args.text is not None:
+        records: Iterable[dict[str, Any]] = [{"title": args.title, "text": args.text}]
+    elif args.file is not None:
+        records = _file_records(Path(args.file))
+    else:
+        if sys.stdin.isatty():
+            raise CliError("nothing to classify: give a text, --file, or JSONL on stdin")
+        records = _jsonl_records(sys.stdin, source="stdin")
+    predictor = Predictor.from_settings(settings)
+    size = args.batch_size or predictor.serving_cfg.batch_size
+    done = 0
+    for batch in _batches(records, size):
+        try:
+            answers = predictor.predict(batch)
+        except InvalidRecordError as e:
+            where = "input" if e.index is None else f"record {done + e.index + 1}"
+            raise CliError(f"{where}: {e.reason}") from None
+        for a in answers:
+            out.write(json.dumps(a, ensure_ascii=False) + "\n")
+        out.flush()
+        done += len(batch)
+    log.info("classified %d articles with model version %s", done, predictor.model_version)
+    return 0
+
+
+# ---------------------------------------------------------------- serve
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings, out: IO[str]) -> int:
+    from newsml_pipeline.core.serving.http import make_server
+    from newsml_pipeline.core.serving.predictor import Predictor
+
+    cfg = settings.config.serving
+    predictor = Predictor.from_settings(settings)
+    server = make_server(predictor, host=args.host or cfg.host, port=args.port or cfg.port)
+    out.write(
+        f"serving model version {predictor.model_version} on {server.url} (POST /classify, GET /health)\n"
+    )
+    out.flush()
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        out.write("stopped\n")
+    finally:
+        server.server_close()
+    return 0
+
+
+# ---------------------------------------------------------------- registry: rollback / status
+
+
+def _client(settings: Settings):  # noqa: ANN202 - MlflowClient (lazy import: mlflow is slow to import)
+    from mlflow import MlflowClient
+
+    uri = settings.mlflow_tracking_uri()
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def cmd_rollback(args: argparse.Namespace, settings: Settings, out: IO[str]) -> int:
+    from newsml_pipeline.core.data.warehouse import Warehouse
+    from newsml_pipeline.core.registry.aliases import RollbackError
+    from newsml_pipeline.core.registry.deployments import rollback_champion
+
+    name = settings.config.mlflow.registered_model
+    try:
+        restored, demoted, row = rollback_champion(
+            _client(settings), registered_model=name, reason=args.reason, deployed_by=args.by
+        )
+    except RollbackError as e:
+        raise CliError(str(e)) from None
+    Warehouse(settings.warehouse_path).append("deployments", row)
+    out.write(
+        f"rolled back {name}: champion is now version {restored.version} "
+        f"(was {demoted.version}; reason: {args.reason})\n"
+    )
+    return 0
+
+
+def _age(iso: str | None) -> str:
+    if not iso:
+        return "unknown"
+    seconds = (datetime.now(UTC) - datetime.fromisoformat(iso)).total_seconds()
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f} {unit}"
+    return f"{seconds:.0f} s"
+
+
+def status_info(settings: Settings) -> dict[str, Any]:
+    """Champion version, when/why it was deployed, its metrics, and the previous version."""
+    from newsml_pipeline.core.registry import aliases
+
+    client = _client(settings)
+    name = settings.config.mlflow.registered_model
+    champ = aliases.get_champion(client, name)
+    prev = aliases.get_previous(client, name)
+    info: dict[str, Any] = {
+        "registered_model": name,
+        "tracking_uri": settings.mlflow_tracking_uri(),
+        "champion": None,
+        "previous": None if prev is None else str(prev.version),
+    }
+    if champ is None:
+        return info
+    tags = champ.tags or {}
+    metrics = json.loads(tags.get(aliases.TAG_METRICS, "{}"))
+    if champ.run_id:
+        run_metrics = client.get_run(champ.run_id).data.metrics
+        metrics.update(
+            {f"training_{k}": v for k, v in run_metrics.items() if k.startswith(("test_", "val_"))}
+        )
+    deployed_at = tags.get(aliases.TAG_DEPLOYED_AT)
+    info["champion"] = {
+        "version": str(champ.version),
+        "run_id": champ.run_id,
+        "deployed_at": deployed_at,
+        "age": _age(deployed_at),
+        "reason": tags.get(aliases.TAG_REASON),
+        "metrics": metrics,
+    }
+    return info
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings, out: IO[str]) -> int:
+    info = status_info(settings)
+    if args.json:
+        out.write(json.dumps(info, indent=2, default=str) + "\n")
+        return 0
+    out.write(f"registered model: {info['registered_model']}  ({info['tracking_uri']})\n")
+    champ = info["champion"]
+    if champ is None:
+        out.write("champion: none deployed yet (predictions come from the auto-labeler)\n")
+    else:
+        out.write(
+            f"champion: version {champ['version']}, deployed {champ['deployed_at']} ({champ['age']} ago)\n"
+        )
+        if champ["reason"]:
+            out.write(f"  why: {champ['reason']}\n")
+        for k, v in sorted(champ["metrics"].items()):
+            out.write(f"  {k}: {v:.4f}\n" if isinstance(v, int | float) else f"  {k}: {v}\n")
+    out.write(f"previous: {info['previous'] or 'none'}\n")
+    return 0
+
+
+# ---------------------------------------------------------------- bench
+
+
+def cmd_bench(args: argparse.Namespace, settings: Settings, out: IO[str]) -> int:
+    bench_dir = Path(args.bench_dir) if args.bench_dir else REPO_ROOT / "bench"
+    script = bench_dir / f"{args.name}.py"
+    if not script.exists():
+        found = sorted(p.stem for p in bench_dir.glob("*.py")) if bench_dir.is_dir() else []
+        raise CliError(f"no benchmark {args.name!r} in {bench_dir}; available: {found or 'none'}")
+    extra = [a for a in args.bench_args if a != "--"]
+    return subprocess.call([sys.executable, str(script), *extra], cwd=str(bench_dir.parent))
+
+
+# ---------------------------------------------------------------- main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="newsml", description="newsml_pipeline command line")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level to stderr")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("predict", help="classify articles with the serving champion (JSONL out)")
+    p.add_argument("text", nargs="?", help="the text of one article (else --file or JSONL on stdin)")
+    p.add_argument("--title", help="title of the article given as text")
+    p.add_argument("--file", help=".jsonl/.jsonl.gz of {title?, text, id?}, or a text file = one article")
+    p.add_argument(
+        "--batch-size", type=int, default=None, help="articles per batch (default serving.batch_size)"
+    )
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("serve", help="HTTP endpoint: GET /health, POST /classify")
+    p.add_argument("--host", default=None, help="bind address (default serving.host, 127.0.0.1)")
+    p.add_argument("--port", type=int, default=None, help="port (default serving.port)")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("rollback", help="move the champion alias back to the previous version")
+    p.add_argument("--reason", default="manual rollback", help="why (recorded in the deployments table)")
+    p.add_argument("--by", default=None, help="who (default: the current user)")
+    p.set_defaults(func=cmd_rollback)
+
+    p = sub.add_parser("status", help="champion version, its metrics and age, previous version")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("bench", help="run bench/<name>.py")
+    p.add_argument("name", help="benchmark name, e.g. serve")
+    p.add_argument("bench_args", nargs=argparse.REMAINDER, help="options passed to the benchmark")
+    p.add_argument("--bench-dir", default=None, help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None, *, out: IO[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    out = out or sys.stdout
+    try:
+        settings = Settings.from_env()
+        return int(args.func(args, settings, out) or 0)
+    except (CliError, ConfigError) as e:
+        print(f"newsml: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except BrokenPipeError:  # `newsml predict ... | head`
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
