@@ -106,3 +106,47 @@ def test_failing_source_does_not_sink_the_others(make_settings, dated_inbox: Pat
     assert "gone" in mat.metadata["sources"].value
     rows = Warehouse(settings.warehouse_path).read("raw_articles")
     assert set(rows["source"].to_list()) == {"inbox", "broken"}
+
+
+@pytest.fixture(scope="module")
+def loopback(corpora: Path):
+    from newsml_pipeline_tests.core.crawl.loopback import LoopbackServer
+
+    srv = LoopbackServer(corpora, slow_s=1.0).start()
+    yield srv
+    srv.stop()
+
+
+def test_raw_articles_from_a_loopback_feed_fills_the_table_and_reruns_change_nothing(
+    make_settings, loopback
+) -> None:
+    settings = make_settings(
+        sources=[{"name": "special", "kind": "rss", "url": loopback.url("/feeds/special.xml")}],
+        crawl={
+            "allow_private_hosts": True,
+            "per_host_rps": 1000.0,
+            "timeout_s": 2,
+            "retries": 1,
+            "backoff_s": 0.01,
+            "extract_workers": 1,
+        },
+    )
+    first = _materialize(settings, "2023-01-02")
+    assert first.success
+    wh = Warehouse(settings.warehouse_path)
+    rows = wh.read("raw_articles").sort("article_id")
+    titles = set(rows["title"].to_list())
+    # the good and the redirected page are extracted; 404 and robots-blocked fall back to summaries
+    assert {"Good page", "Redirected"} <= titles
+    assert rows.filter(pl.col("title") == "Good page")["text_from_summary"].to_list() == [False]
+    assert rows.filter(pl.col("title") == "Missing")["text_from_summary"].to_list() == [True]
+    assert "Binary" not in titles  # no page text and no summary: nothing to store
+    meta = first.asset_materializations_for_node("raw_articles")[0].metadata
+    assert meta["source_errors"].value >= 3
+
+    assert _materialize(settings, "2023-01-02").success
+    again = wh.read("raw_articles").sort("article_id")
+    assert again.select("article_id", "content_hash", "title").equals(
+        rows.select("article_id", "content_hash", "title")
+    )
+    assert again["article_id"].n_unique() == len(again)

@@ -1,0 +1,88 @@
+"""The YAML config: the shipped one loads; typos, wrong types and unknown kinds fail clearly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from newsml_pipeline.settings import DEFAULT_CONFIG_PATH, ConfigError, Settings, load_config
+
+
+def _write(tmp_path: Path, data: dict) -> Path:
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _base() -> dict:
+    return yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
+
+
+def test_shipped_config_loads_with_feeds_and_inbox(newsml_home: Path) -> None:
+    cfg = load_config(DEFAULT_CONFIG_PATH)
+    kinds = {s.kind for s in cfg.sources}
+    assert kinds == {"rss", "local"}
+    assert sum(s.kind == "rss" for s in cfg.sources) >= 3
+    inbox = cfg.source("inbox")
+    assert inbox.path == str(newsml_home / "inbox")  # ${NEWSML_HOME} expanded
+    assert cfg.gate.min_gain_over_baseline == 0.05
+    assert cfg.drift.delta == 0.002
+
+
+def test_typo_key_names_key_and_file(tmp_path: Path) -> None:
+    data = _base()
+    data["crawl"]["concurency"] = 4
+    path = _write(tmp_path, data)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    msg = str(err.value)
+    assert str(path) in msg and "crawl.concurency" in msg and "unknown key" in msg
+
+
+def test_wrong_type_and_unknown_source_kind(tmp_path: Path) -> None:
+    data = _base()
+    data["training"]["epochs"] = "three"
+    data["sources"].append({"name": "x", "kind": "ftp", "url": "ftp://example.org"})
+    with pytest.raises(ConfigError) as err:
+        load_config(_write(tmp_path, data))
+    msg = str(err.value)
+    assert "training.epochs" in msg
+    assert "sources.7" in msg and "ftp" in msg
+
+
+def test_top_level_typo_duplicate_sources_and_missing_file(tmp_path: Path) -> None:
+    data = _base()
+    data["gates"] = {}
+    with pytest.raises(ConfigError, match="gates: unknown key"):
+        load_config(_write(tmp_path, data))
+    data = _base()
+    data["sources"].append(dict(data["sources"][0]))
+    with pytest.raises(ConfigError, match="source names must be unique"):
+        load_config(_write(tmp_path, data))
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+    (tmp_path / "bad.yaml").write_text("sources: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(tmp_path / "bad.yaml")
+
+
+def test_unset_env_var_in_config_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NEWSML_TEST_UNSET", raising=False)
+    data = _base()
+    data["sources"] = [{"name": "l", "kind": "local", "path": "${NEWSML_TEST_UNSET}/x"}]
+    with pytest.raises(ConfigError, match="NEWSML_TEST_UNSET"):
+        load_config(_write(tmp_path, data))
+
+
+def test_mlflow_uri_precedence(newsml_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    s = Settings(home=newsml_home, config_file=DEFAULT_CONFIG_PATH)
+    assert s.mlflow_tracking_uri() == f"sqlite:///{newsml_home / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.internal:5000")
+    assert s.mlflow_tracking_uri() == "http://mlflow.internal:5000"
+    data = _base()
+    data["mlflow"] = {"tracking_uri": "sqlite:///elsewhere.db"}
+    s2 = Settings(home=newsml_home, config_file=_write(tmp_path, data))
+    assert s2.mlflow_tracking_uri() == "sqlite:///elsewhere.db"
