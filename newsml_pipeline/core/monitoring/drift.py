@@ -85,7 +85,7 @@ class DriftMonitor:
 
     signals: tuple[str, ...]
     delta: float = 0.002
-    clock: int = 32
+    clock: int = 1
     confidence_power: float = 1.0
     reset_on_model_change: bool = True
     rows_seen: int = 0

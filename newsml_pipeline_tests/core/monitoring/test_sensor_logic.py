@@ -46,12 +46,12 @@ def test_shift_requests_retrain_with_unique_key_and_tags(tmp_path):
     res = _tick(rows, store, cfg=cfg)
     assert res.should_retrain and res.skip_reason is None
     assert [(e.signal, e.position) for e in res.drift_events] == [
-        ("confidence", 2079),
-        ("disagreement", 2175),
+        ("confidence", 2052),
+        ("disagreement", 2129),
     ]
-    assert res.run_key.startswith("drift-confidence-2079-") and res.run_key.endswith("-e0")
+    assert res.run_key.startswith("drift-confidence-2052-") and res.run_key.endswith("-e0")
     assert res.tags["newsml/drift_signal"] == "confidence"
-    assert res.tags["newsml/drift_position"] == "2079"
+    assert res.tags["newsml/drift_position"] == "2052"
     assert float(res.tags["newsml/drift_mean_before"]) > float(res.tags["newsml/drift_mean_after"])
     assert all(isinstance(v, str) for v in res.tags.values())
     # a fresh state file (deleted by an operator) gives new run keys: Dagster would drop a repeat
@@ -109,7 +109,7 @@ def test_cursor_and_state_survive_a_fresh_process(tmp_path):
         ref_events += res.drift_events
         cursor = res.new_cursor
     assert res.stats["rows_seen_total"] == 6000
-    assert [(e.signal, e.position) for e in ref_events] == [("confidence", 3071), ("disagreement", 3071)]
+    assert [(e.signal, e.position) for e in ref_events] == [("confidence", 3052), ("disagreement", 3069)]
     # and all rows at once (bigger tick) detect the same things at the same positions
     one_store = DriftStateStore(tmp_path / "one.bin")
     one = _tick(rows, one_store, cfg=DriftConfig(max_rows_per_tick=6000))
@@ -237,7 +237,7 @@ def test_run_drift_tick_end_to_end_over_the_warehouse(tmp_path):
     assert [r.stats["rows_consumed"] for r in results] == [1500, 1500, 1000, 0]
     assert [r.stats["backlog_rows_in_input"] for r in results] == [1, 1, 0, 0]
     assert [r.should_retrain for r in results] == [False, True, False, False]
-    assert results[1].run_key.startswith("drift-confidence-2079-")
+    assert results[1].run_key.startswith("drift-confidence-2052-")
 
 
 def test_missing_scored_at_column_is_a_clear_error(tmp_path):
