@@ -154,6 +154,10 @@ class SplitsConfig(_Strict):
     min_per_class_train: int = Field(default=5, ge=1)
     min_per_class_eval: int = Field(default=2, ge=1)
     train_on_gold: bool = False
+    # WARN checks pass up to these shares of rows (a person should look beyond them).
+    max_duplicate_share: float = Field(default=0.05, ge=0, le=1)
+    max_conflict_share: float = Field(default=0.2, ge=0, le=1)  # auto-label vs gold/feedback disagreements
+    max_bad_length_share: float = Field(default=0.05, ge=0, le=1)
     salt: str = "newsml"
 
 
