@@ -145,6 +145,10 @@ class QualityConfig(_Strict):
     min_class_count: int = Field(default=5, ge=0)
     min_text_chars: int = Field(default=200, ge=0)
     max_text_chars: int = Field(default=100_000, ge=1)
+    # WARN checks pass up to these shares of rows (a person should look beyond them).
+    max_duplicate_share: float = Field(default=0.05, ge=0, le=1)
+    max_conflict_share: float = Field(default=0.2, ge=0, le=1)  # auto-label vs gold/feedback disagreements
+    max_bad_length_share: float = Field(default=0.05, ge=0, le=1)
 
 
 class SplitsConfig(_Strict):
@@ -154,10 +158,6 @@ class SplitsConfig(_Strict):
     min_per_class_train: int = Field(default=5, ge=1)
     min_per_class_eval: int = Field(default=2, ge=1)
     train_on_gold: bool = False
-    # WARN checks pass up to these shares of rows (a person should look beyond them).
-    max_duplicate_share: float = Field(default=0.05, ge=0, le=1)
-    max_conflict_share: float = Field(default=0.2, ge=0, le=1)  # auto-label vs gold/feedback disagreements
-    max_bad_length_share: float = Field(default=0.05, ge=0, le=1)
     salt: str = "newsml"
 
 
