@@ -121,6 +121,15 @@ class LabelsConfig(_Strict):
     )
     # Sentence-embedding model for zero-shot votes and the zero-shot baseline; null = packaged MiniLM.
     embedding_model: str | None = None
+    # How votes are combined: learned per-function reliabilities (EM) or a plain majority vote.
+    label_model: Literal["dawid_skene", "majority_vote"] = "dawid_skene"
+    # Keyword hits in the title count this many times a body hit.
+    title_weight: float = Field(default=3.0, ge=1)
+    # Characters of body text (after the title) that spaCy NER reads; NER cost grows with length.
+    entity_chars: int = Field(default=600, ge=50)
+    # Tokens of title + lead embedded for zero-shot votes; bf16 autocast where the CPU/GPU has it.
+    embedding_max_tokens: int = Field(default=128, ge=16, le=512)
+    embedding_bf16: bool = True
 
     @field_validator("categories")
     @classmethod

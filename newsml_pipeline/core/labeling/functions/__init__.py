@@ -1,0 +1,1 @@
+"""Labeling functions: batch in, one vote per article out (class index, or ABSTAIN = -1)."""

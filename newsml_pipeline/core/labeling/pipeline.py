@@ -1,0 +1,265 @@
+"""`label_articles`: one partition of raw articles → auto-labels + a report for asset metadata.
+
+Runs the configured labeling functions (keywords, URL section, zero-shot embeddings, then the
+entity profile, which learns from the others' agreement), combines their votes with the label
+model and leaves an article unlabelled (null) where the combined confidence is below
+`labels.min_confidence`. Gold labels are only *compared* against, never used as votes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from newsml_pipeline.core.data.schema import LABELED_ARTICLES, conform, empty
+from newsml_pipeline.core.labeling import nlp_cache
+from newsml_pipeline.core.labeling.functions.entities import agreement_targets, entity_profiles, entity_votes
+from newsml_pipeline.core.labeling.functions.keywords import keyword_votes
+from newsml_pipeline.core.labeling.functions.url_section import url_section_votes
+from newsml_pipeline.core.labeling.functions.zero_shot import zero_shot_scores, zero_shot_votes_from_scores
+from newsml_pipeline.core.labeling.label_model import DawidSkene, labels_from_proba, majority_vote
+from newsml_pipeline.core.labeling.lemmas import Lemmatizer
+from newsml_pipeline.core.labeling.schema import ABSTAIN, LabelSchema
+from newsml_pipeline.settings import LabelsConfig
+
+log = logging.getLogger(__name__)
+
+REQUIRED_COLUMNS = ("article_id", "title", "text")
+
+_LEMMATIZERS: dict[int, Lemmatizer] = {}
+
+
+def _lemmatizer() -> Lemmatizer:
+    nlp = nlp_cache.spacy_ner()
+    lem = _LEMMATIZERS.get(id(nlp))
+    if lem is None:
+        lem = _LEMMATIZERS[id(nlp)] = Lemmatizer(nlp)
+    return lem
+
+
+def compute_votes(
+    titles: list[str], texts: list[str], urls: list[str | None], *, labels_cfg: LabelsConfig
+) -> tuple[np.ndarray, list[str], dict[str, Any]]:
+    """Vote matrix (n, m) of the configured functions (in config order), their names, and
+    per-function info (timings, the entity model's teacher size)."""
+    schema = LabelSchema.from_config(labels_cfg)
+    names = list(labels_cfg.functions)
+    cols: dict[str, np.ndarray] = {}
+    info: dict[str, Any] = {}
+    n = len(titles)
+    for fn in names:
+        if fn == "entities":
+            continue
+        t0 = time.perf_counter()
+        if fn == "keywords":
+            cols[fn] = keyword_votes(
+                titles, texts, schema=schema, lemmatizer=_lemmatizer(), title_weight=labels_cfg.title_weight
+            )
+        elif fn == "url_section":
+            cols[fn] = url_section_votes(urls, schema=schema)
+        elif fn == "zero_shot":
+            sims = zero_shot_scores(
+                titles,
+                texts,
+                schema=schema,
+                model=nlp_cache.sentence_model(labels_cfg.embedding_model),
+                max_tokens=labels_cfg.embedding_max_tokens,
+                bf16=labels_cfg.embedding_bf16,
+            )
+            cols[fn] = zero_shot_votes_from_scores(sims)
+        else:  # pragma: no cover - the config model only admits the four names
+            raise ValueError(f"unknown labeling function {fn!r}")
+        info[fn] = {"seconds": round(time.perf_counter() - t0, 3)}
+        log.info(
+            "labeling function %s: %d/%d votes in %.1fs",
+            fn,
+            int((cols[fn] != ABSTAIN).sum()),
+            n,
+            info[fn]["seconds"],
+        )
+    if "entities" in names:
+        t0 = time.perf_counter()
+        others = (
+            np.stack([cols[f] for f in names if f in cols], axis=1) if cols else np.zeros((n, 0), np.int64)
+        )
+        profiles, _ = entity_profiles(
+            titles, texts, nlp=nlp_cache.spacy_ner(), max_chars=labels_cfg.entity_chars
+        )
+        cols["entities"], ent_info = entity_votes(profiles, agreement_targets(others), k=schema.k)
+        info["entities"] = {"seconds": round(time.perf_counter() - t0, 3), **ent_info}
+        log.info(
+            "labeling function entities: %d/%d votes in %.1fs",
+            int((cols["entities"] != ABSTAIN).sum()),
+            n,
+            info["entities"]["seconds"],
+        )
+    votes = np.stack([cols[f] for f in names], axis=1) if names else np.zeros((n, 0), np.int64)
+    return votes.astype(np.int64), names, info
+
+
+def combine_votes(
+    votes: np.ndarray, *, k: int, method: str, min_confidence: float
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Labels (n,) with ABSTAIN, confidence (n,), and the label model's learned parameters."""
+    if method == "majority_vote":
+        labels, conf = majority_vote(votes, k=k)
+        labels = np.where(conf >= min_confidence, labels, ABSTAIN)
+        return labels, conf, {}
+    if method != "dawid_skene":
+        raise ValueError(f"unknown label model {method!r}; use dawid_skene or majority_vote")
+    model = DawidSkene(k=k).fit(votes)
+    labels, conf = labels_from_proba(model.predict_proba(votes), min_confidence=min_confidence)
+    return (
+        labels,
+        conf,
+        {"estimated_accuracy": model.function_accuracies().tolist(), "em_iterations": model.n_iter_},
+    )
+
+
+def _gold_for(raw: pl.DataFrame, feedback: pl.DataFrame | None) -> list[str | None]:
+    """Trusted label per raw row: feedback first, then the source's gold_label."""
+    gold = raw["gold_label"].to_list() if "gold_label" in raw.columns else [None] * raw.height
+    if feedback is not None and feedback.height:
+        for col in ("article_id", "label"):
+            if col not in feedback.columns:
+                raise ValueError(f"feedback frame lacks column {col!r} (has {feedback.columns})")
+        fb = dict(zip(feedback["article_id"].to_list(), feedback["label"].to_list(), strict=True))
+        gold = [fb.get(a, g) for a, g in zip(raw["article_id"].to_list(), gold, strict=True)]
+    return gold
+
+
+def build_report(
+    *,
+    votes: np.ndarray,
+    names: list[str],
+    labels: np.ndarray,
+    gold: list[str | None],
+    schema: LabelSchema,
+    info: dict[str, Any],
+    model_info: dict[str, Any],
+    seconds: float,
+) -> dict[str, Any]:
+    """Plain JSON-able metrics: coverage, class distribution, per-function coverage/agreement,
+    and accuracy against gold labels where any exist."""
+    n = len(labels)
+    covered = labels != ABSTAIN
+    report: dict[str, Any] = {
+        "n_articles": n,
+        "coverage": float(covered.mean()) if n else 0.0,
+        "class_distribution": {c: int((labels == i).sum()) for i, c in enumerate(schema.names)},
+        "abstained": int((~covered).sum()),
+        "seconds": round(seconds, 3),
+        "articles_per_s": round(n / seconds, 2) if seconds > 0 else None,
+        "functions": {},
+    }
+    gold_idx = np.array(
+        [schema.names.index(g) if g in schema.names else ABSTAIN for g in gold], dtype=np.int64
+    )
+    has_gold = gold_idx != ABSTAIN
+    est = model_info.get("estimated_accuracy")
+    for j, fn in enumerate(names):
+        v = votes[:, j]
+        voted = v != ABSTAIN
+        both = voted & covered
+        entry: dict[str, Any] = {
+            "coverage": float(voted.mean()) if n else 0.0,
+            "agreement_with_label": float((v[both] == labels[both]).mean()) if both.any() else None,
+            **info.get(fn, {}),
+        }
+        if est is not None:
+            entry["estimated_accuracy"] = round(float(est[j]), 4)
+        g = voted & has_gold
+        if g.any():
+            entry["accuracy_vs_gold"] = float((v[g] == gold_idx[g]).mean())
+        report["functions"][fn] = entry
+    report["gold_rows"] = int(has_gold.sum())
+    if has_gold.any():
+        cg = covered & has_gold
+        report["accuracy_vs_gold"] = float((labels[cg] == gold_idx[cg]).mean()) if cg.any() else None
+        report["coverage_on_gold"] = float(cg.sum() / has_gold.sum())
+        per_class = {}
+        for i, c in enumerate(schema.names):
+            m = cg & (gold_idx == i)
+            per_class[c] = float((labels[m] == i).mean()) if m.any() else None
+        report["accuracy_vs_gold_per_class"] = per_class
+    if model_info.get("em_iterations") is not None:
+        report["em_iterations"] = model_info["em_iterations"]
+    return report
+
+
+def label_articles(
+    raw: pl.DataFrame, *, labels_cfg: LabelsConfig, feedback: pl.DataFrame | None = None
+) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """Auto-label a batch (one partition) of raw_articles rows.
+
+    Returns (labeled, report): `labeled` conforms to LABELED_ARTICLES (article_id, partition_date,
+    label | null, confidence, votes JSON) plus `gold_label` (trusted label used only for the
+    report, null where none); `report` is JSON-able metadata (see `build_report`). `feedback`
+    (article_id, label) overrides source gold labels in the comparison only.
+    """
+    missing = [c for c in REQUIRED_COLUMNS if c not in raw.columns]
+    if missing:
+        raise ValueError(f"label_articles: raw frame lacks columns {missing} (has {raw.columns})")
+    dupes = raw.height - raw["article_id"].n_unique()
+    if dupes:
+        raise ValueError(f"label_articles: {dupes} duplicate article_id values in the input batch")
+    schema = LabelSchema.from_config(labels_cfg)
+    t0 = time.perf_counter()
+    titles = [t or "" for t in raw["title"].to_list()]
+    texts = [t or "" for t in raw["text"].to_list()]
+    urls = raw["url"].to_list() if "url" in raw.columns else [None] * raw.height
+    gold = _gold_for(raw, feedback)
+    if raw.height == 0:
+        labeled = empty(LABELED_ARTICLES).with_columns(pl.lit(None, pl.String).alias("gold_label"))
+        return labeled, {
+            "n_articles": 0,
+            "coverage": 0.0,
+            "class_distribution": dict.fromkeys(schema.names, 0),
+        }
+    votes, names, info = compute_votes(titles, texts, urls, labels_cfg=labels_cfg)
+    labels, conf, model_info = combine_votes(
+        votes, k=schema.k, method=labels_cfg.label_model, min_confidence=labels_cfg.min_confidence
+    )
+    seconds = time.perf_counter() - t0
+    vote_json = [
+        json.dumps({fn: schema.name_of(int(v)) for fn, v in zip(names, row, strict=True)}) for row in votes
+    ]
+    dates = (
+        raw["partition_date"]
+        if "partition_date" in raw.columns
+        else pl.Series([None] * raw.height, dtype=pl.Date)
+    )
+    labeled = pl.DataFrame(
+        {
+            "article_id": raw["article_id"],
+            "partition_date": dates,
+            "label": [schema.name_of(int(v)) for v in labels],
+            "confidence": conf.astype(np.float64),
+            "votes": vote_json,
+            "gold_label": gold,
+        },
+        schema_overrides={"label": pl.String, "gold_label": pl.String, "partition_date": pl.Date},
+    )
+    report = build_report(
+        votes=votes,
+        names=names,
+        labels=labels,
+        gold=gold,
+        schema=schema,
+        info=info,
+        model_info=model_info,
+        seconds=seconds,
+    )
+    report["label_model"] = labels_cfg.label_model
+    log.info(
+        "labelled %d articles: coverage %.3f, %.1f articles/s",
+        raw.height,
+        report["coverage"],
+        report["articles_per_s"] or 0,
+    )
+    return conform(labeled, LABELED_ARTICLES, table="labeled_articles"), report
