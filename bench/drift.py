@@ -256,10 +256,16 @@ def real_shift(
             "scoring_and_labeling_seconds": round(time.perf_counter() - t, 1),
         }
     )
-    variants = [(f"confidence**{p:g}" if p != 1 else "confidence", "confidence", p) for p in powers]
-    variants.append(("disagreement", "disagreement", 1.0))
+    variants = [
+        (f"confidence**{p:g}" if p != 1 else "confidence", "confidence", p, cfg.clock) for p in powers
+    ]
+    variants.append(("disagreement", "disagreement", 1.0, cfg.clock))
+    if cfg.clock != 32:  # river's default clock, for comparison
+        p = cfg.confidence_power
+        variants.append((f"confidence**{p:g} (clock 32)", "confidence", p, 32))
+        variants.append(("disagreement (clock 32)", "disagreement", 1.0, 32))
     results = []
-    for name, signal, power in variants:
+    for name, signal, power, clock in variants:
         delays, fa_pre, fa_stat = [], 0, 0
         for seed in range(seeds):
             rs = np.random.default_rng(seed)
@@ -271,19 +277,19 @@ def real_shift(
                     stream_frame(cr[ir], lr[ir], [auto_r[i] for i in ir]),
                 ]
             )
-            mon = DriftMonitor(signals=(signal,), delta=cfg.delta, clock=cfg.clock, confidence_power=power)
+            mon = DriftMonitor(signals=(signal,), delta=cfg.delta, clock=clock, confidence_power=power)
             d, before = first_after([e.position for e in mon.update(frame)], pre)
             delays.append(d)
             fa_pre += before
             # stationary: 10,000 BBC rows drawn with replacement
             ist = rs.choice(len(bbc), size=STATIONARY_ROWS, replace=True)
-            mon = DriftMonitor(signals=(signal,), delta=cfg.delta, clock=cfg.clock, confidence_power=power)
+            mon = DriftMonitor(signals=(signal,), delta=cfg.delta, clock=clock, confidence_power=power)
             fa_stat += len(mon.update(stream_frame(cb[ist], lb[ist], [auto_b[i] for i in ist])))
         row = {"signal": name, **summarize(delays, fa_pre, seeds)}
         row["false_alarms_per_10k_stationary"] = round(fa_stat / seeds, 4)
-        row["config_default"] = (
-            signal == "confidence" and power == cfg.confidence_power
-        ) or signal == "disagreement"
+        row["config_default"] = clock == cfg.clock and (
+            signal == "disagreement" or power == cfg.confidence_power
+        )
         results.append(row)
     return results, info
 
