@@ -231,7 +231,8 @@ def write_json(args: argparse.Namespace, *, label_source: str, info: dict, rows:
 
 
 def fmt(v, spec: str) -> str:
-    return "-" if v is None else format(v, spec)
+    width = int(spec.split(".")[0]) if spec[0].isdigit() else 0
+    return "-".rjust(width) if v is None else format(v, spec)
 
 
 def main() -> None:

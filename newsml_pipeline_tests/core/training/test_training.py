@@ -212,3 +212,29 @@ def test_full_finetune_trains_every_parameter(tiny_base: Path, tmp_path: Path) -
     assert result.adapter_dir is None
     assert result.trainable_parameters == result.total_parameters
     assert (result.model_dir / "model.safetensors").exists()
+
+
+def test_choose_device_resolves_auto_and_rejects_impossible(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from newsml_pipeline.core.training import device as dev
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    monkeypatch.setattr(dev, "cpu_has_native_bf16", lambda: True)
+    assert dev.choose_device("auto", "auto", threads=2) == dev.DeviceChoice("cpu", "bf16", 2)
+    monkeypatch.setattr(dev, "cpu_has_native_bf16", lambda: False)
+    assert dev.choose_device("auto", "auto").precision == "fp32"
+    with pytest.raises(ValueError, match="no CUDA device"):
+        dev.choose_device("cuda", "auto")
+    with pytest.raises(ValueError, match="fp16 training is not supported on CPU"):
+        dev.choose_device("cpu", "fp16")
+
+
+def test_class_weights_are_inverse_frequency() -> None:
+    from newsml_pipeline.core.training.fine_tune import class_weights
+
+    w = class_weights([0, 0, 0, 1], 2)
+    assert w.tolist() == pytest.approx([4 / 6, 2.0])
+    with pytest.raises(ValueError, match="zero"):
+        class_weights([0, 0], 2)
