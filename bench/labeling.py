@@ -1,0 +1,164 @@
+"""Auto-labeling benchmark on the BBC corpus (5 gold topics) with the shipped default schema.
+
+Reports accuracy vs gold (overall and per class), coverage, each labeling function's
+accuracy/coverage, the Dawid-Skene label model beside a plain majority vote, and articles/s end
+to end (spaCy + embeddings + label model; one-time model loading is timed separately).
+
+    python bench/labeling.py [--limit N] [--config PATH] [--corpus PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from newsml_pipeline.core.labeling import nlp_cache  # noqa: E402
+from newsml_pipeline.core.labeling.pipeline import combine_votes, label_articles  # noqa: E402
+from newsml_pipeline.core.labeling.schema import ABSTAIN, LabelSchema  # noqa: E402
+from newsml_pipeline.settings import DEFAULT_CONFIG_PATH, load_config  # noqa: E402
+
+DEFAULT_CORPUS = ROOT.parent / "shared" / "corpora" / "bbc_news" / "bbc_news.jsonl.gz"
+
+
+def load_bbc(path: Path, limit: int | None) -> pl.DataFrame:
+    import gzip
+
+    rows = []
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        for line in fh:
+            r = json.loads(line)
+            rows.append(
+                {
+                    "article_id": r["id"],
+                    "title": r["title"],
+                    "text": r["text"],
+                    "url": r.get("url"),
+                    "gold_label": r["label"],
+                }
+            )
+            if limit and len(rows) >= limit:
+                break
+    return pl.DataFrame(rows, schema_overrides={"url": pl.String})
+
+
+def scores(pred: np.ndarray, gold: np.ndarray, names: tuple[str, ...]) -> dict:
+    covered = pred != ABSTAIN
+    out = {
+        "coverage": float(covered.mean()),
+        "accuracy_on_covered": float((pred[covered] == gold[covered]).mean()) if covered.any() else None,
+        "accuracy_all": float((pred == gold).mean()),  # abstain counts as wrong
+        "per_class_accuracy": {},
+    }
+    for i, c in enumerate(names):
+        m = covered & (gold == i)
+        out["per_class_accuracy"][c] = float((pred[m] == i).mean()) if m.any() else None
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
+    ap.add_argument("--config", type=Path, default=DEFAULT_CONFIG_PATH)
+    ap.add_argument("--limit", type=int, default=None, help="first N articles only")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "labeling.json")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if not args.corpus.exists():
+        print(f"corpus not found: {args.corpus}", file=sys.stderr)
+        return 2
+
+    cfg = load_config(args.config)
+    labels_cfg = cfg.labels
+    schema = LabelSchema.from_config(labels_cfg)
+    raw = load_bbc(args.corpus, args.limit)
+
+    t0 = time.perf_counter()
+    nlp_cache.spacy_ner()
+    nlp_cache.sentence_model(labels_cfg.embedding_model)
+    load_s = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    labeled, report = label_articles(raw, labels_cfg=labels_cfg)
+    run_s = time.perf_counter() - t0
+
+    gold = np.array([schema.index(g) for g in raw["gold_label"].to_list()])
+    names = list(report["functions"])
+    votes = np.array(
+        [
+            [ABSTAIN if d[f] is None else schema.index(d[f]) for f in names]
+            for d in map(json.loads, labeled["votes"])
+        ],
+        dtype=np.int64,
+    ).reshape(len(gold), len(names))
+    ds_pred = np.array([ABSTAIN if v is None else schema.index(v) for v in labeled["label"].to_list()])
+    mv_pred, _, _ = combine_votes(votes, k=schema.k, method="majority_vote", min_confidence=0.0)
+
+    funcs = {}
+    for j, f in enumerate(names):
+        s = scores(votes[:, j], gold, schema.names)
+        funcs[f] = {
+            "coverage": s["coverage"],
+            "accuracy_on_covered": s["accuracy_on_covered"],
+            "estimated_accuracy": report["functions"][f].get("estimated_accuracy"),
+        }
+    result = {
+        "corpus": str(args.corpus),
+        "config": str(args.config),
+        "n_articles": raw.height,
+        "label_model": scores(ds_pred, gold, schema.names),
+        "majority_vote": scores(mv_pred, gold, schema.names),
+        "functions": funcs,
+        "min_confidence": labels_cfg.min_confidence,
+        "model_load_s": round(load_s, 2),
+        "label_s": round(run_s, 2),
+        "articles_per_s": round(raw.height / run_s, 1),
+        "cpu_count": os.cpu_count(),
+        "machine": platform.processor() or platform.machine(),
+        "stage_seconds": {f: report["functions"][f].get("seconds") for f in names},
+    }
+
+    def fmt(x: float | None) -> str:
+        return "   -  " if x is None else f"{x:6.3f}"
+
+    print(f"\nBBC auto-labeling, {raw.height} articles, schema from {args.config.name}")
+    print(f"{'':24}{'coverage':>9}{'acc(cov)':>9}{'acc(all)':>9}")
+    for label, s in (
+        ("label model (D-S)", result["label_model"]),
+        ("majority vote", result["majority_vote"]),
+    ):
+        print(
+            f"{label:24}{fmt(s['coverage']):>9}{fmt(s['accuracy_on_covered']):>9}{fmt(s['accuracy_all']):>9}"
+        )
+    print(f"\n{'function':24}{'coverage':>9}{'acc(cov)':>9}{'est.acc':>9}{'seconds':>9}")
+    for f, s in funcs.items():
+        print(
+            f"{f:24}{fmt(s['coverage']):>9}{fmt(s['accuracy_on_covered']):>9}{fmt(s['estimated_accuracy']):>9}{fmt(result['stage_seconds'][f]):>9}"
+        )
+    print(f"\n{'class':24}{'D-S acc':>9}{'MV acc':>9}")
+    for c in schema.names:
+        print(
+            f"{c:24}{fmt(result['label_model']['per_class_accuracy'][c]):>9}{fmt(result['majority_vote']['per_class_accuracy'][c]):>9}"
+        )
+    print(
+        f"\nend to end: {result['articles_per_s']} articles/s ({run_s:.1f} s; model load {load_s:.1f} s, not included)"
+    )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
