@@ -1,13 +1,14 @@
-"""Data-quality checks on raw and labeled articles, as plain results the Dagster layer maps to
-asset checks. WARN = a person should look; ERROR = training on this would be meaningless
-(the lead makes those checks blocking). Thresholds come from `QualityConfig`.
+"""Data-quality checks over raw and labelled articles, as plain results the Dagster layer shows.
 
-Every check returns a `CheckResult(passed, severity, description, metadata)`.
+Each check is a pure function returning a `QualityResult`. Severity says what a failure means:
+WARN = a person should look (duplicates, conflicts, odd lengths, a thin class share); ERROR =
+training would be meaningless (too few rows of a class, or no input at all) and should block.
+An empty input is a failed result, never a vacuous pass. Thresholds come from `QualityConfig`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -15,11 +16,16 @@ import polars as pl
 
 from newsml_pipeline.settings import QualityConfig
 
+log = logging.getLogger(__name__)
+
 Severity = Literal["WARN", "ERROR"]
+_EXAMPLES = 10
 
 
 @dataclass(frozen=True)
-class CheckResult:
+class QualityResult:
+    """One check's outcome; `metadata` is JSON-able (counts, shares, examples)."""
+
     name: str
     passed: bool
     severity: Severity
@@ -27,164 +33,220 @@ class CheckResult:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-def _need(df: pl.DataFrame, cols: Sequence[str], check: str) -> None:
-    missing = [c for c in cols if c not in df.columns]
+def _require(frame: pl.DataFrame, cols: tuple[str, ...], check: str) -> None:
+    missing = [c for c in cols if c not in frame.columns]
     if missing:
-        raise ValueError(f"quality check {check}: frame lacks columns {missing} (has {df.columns})")
+        raise ValueError(f"quality check {check!r}: input lacks columns {missing} (has {frame.columns})")
 
 
-def check_coverage(labeled: pl.DataFrame, *, min_coverage: float) -> CheckResult:
-    """Share of articles that got a label (not abstained) ≥ min_coverage."""
-    _need(labeled, ["label"], "coverage")
-    n = labeled.height
-    cov = (labeled["label"].is_not_null().sum() / n) if n else 0.0
-    ok = n > 0 and cov >= min_coverage
-    return CheckResult(
-        "label_coverage",
-        ok,
-        "WARN",
-        f"{cov:.1%} of {n} articles labelled (minimum {min_coverage:.0%})",
-        {"coverage": float(cov), "n_articles": n, "min_coverage": min_coverage},
+def _empty(name: str, severity: Severity, what: str) -> QualityResult:
+    return QualityResult(
+        name=name,
+        passed=False,
+        severity=severity,
+        description=f"no {what} to check: the input is empty (materialize the upstream asset first)",
+        metadata={"rows": 0},
     )
 
 
-def class_counts(labeled: pl.DataFrame, *, labels: Sequence[str], column: str = "label") -> dict[str, int]:
-    """Rows per schema class (0 for absent classes); rows whose label is null are not counted."""
-    counts = dict.fromkeys(labels, 0)
-    for row in labeled.filter(pl.col(column).is_not_null())[column].value_counts().to_dicts():
-        if row[column] in counts:
-            counts[row[column]] = int(row["count"])
-    return counts
-
-
-def check_class_balance(
-    labeled: pl.DataFrame, *, labels: Sequence[str], min_class_share: float
-) -> CheckResult:
-    """Every class holds ≥ min_class_share of the labelled rows."""
-    _need(labeled, ["label"], "class_balance")
-    counts = class_counts(labeled, labels=labels)
-    total = sum(counts.values())
-    shares = {c: (v / total if total else 0.0) for c, v in counts.items()}
-    low = sorted(c for c, s in shares.items() if s < min_class_share)
-    return CheckResult(
-        "class_balance",
-        not low and total > 0,
-        "WARN",
-        f"classes below {min_class_share:.0%} of labelled rows: {low}"
-        if low
-        else f"every class ≥ {min_class_share:.0%}",
-        {"shares": shares, "counts": counts, "low_classes": low},
-    )
-
-
-def check_min_class_count(
-    labeled: pl.DataFrame, *, labels: Sequence[str], min_class_count: int, column: str = "label"
-) -> CheckResult:
-    """ERROR when a class has fewer than min_class_count labelled rows: a classifier cannot
-    learn (or be evaluated on) a class it barely sees."""
-    _need(labeled, [column], "min_class_count")
-    counts = class_counts(labeled, labels=labels, column=column)
-    low = {c: v for c, v in counts.items() if v < min_class_count}
-    return CheckResult(
-        "min_class_count",
-        not low,
-        "ERROR",
-        f"classes with fewer than {min_class_count} rows: {low}"
-        if low
-        else f"every class has ≥ {min_class_count} rows",
-        {"counts": counts, "min_class_count": min_class_count, "low_classes": sorted(low)},
-    )
-
-
-def check_duplicates(raw: pl.DataFrame, *, max_share: float = 0.0) -> list[CheckResult]:
-    """Exact duplicates (same content_hash) and near duplicates (near_duplicate_of set), each a
-    WARN when their share exceeds max_share. They are kept in one split by `build_splits`, but a
-    high rate points at a feed or extraction problem."""
-    _need(raw, ["article_id", "content_hash"], "duplicates")
-    n = raw.height
-    dup_groups = (
-        raw.filter(pl.col("content_hash").is_not_null())
-        .group_by("content_hash")
-        .agg(pl.col("article_id").sort().alias("ids"))
-        .filter(pl.col("ids").list.len() > 1)
-    )
-    exact = int(dup_groups["ids"].list.len().sum() - dup_groups.height) if dup_groups.height else 0
-    examples = [ids[:3] for ids in dup_groups["ids"].head(5).to_list()]
-    out = [
-        CheckResult(
-            "exact_duplicates",
-            n == 0 or exact / n <= max_share,
-            "WARN",
-            f"{exact} of {n} articles repeat another's exact text",
-            {"exact_duplicates": exact, "groups": dup_groups.height, "examples": examples},
-        )
-    ]
-    if "near_duplicate_of" in raw.columns:
-        near = raw.filter(pl.col("near_duplicate_of").is_not_null())
-        out.append(
-            CheckResult(
-                "near_duplicates",
-                n == 0 or near.height / n <= max_share,
-                "WARN",
-                f"{near.height} of {n} articles are near-duplicates of another",
-                {
-                    "near_duplicates": near.height,
-                    "examples": near.select("article_id", "near_duplicate_of").head(5).rows(),
-                },
-            )
-        )
-    return out
-
-
-def check_text_lengths(
-    raw: pl.DataFrame, *, min_chars: int, max_chars: int, max_share: float = 0.0
-) -> CheckResult:
-    """WARN on texts shorter than min_chars (teasers, failed extraction) or longer than max_chars
-    (pages that swallowed comments or listings)."""
-    _need(raw, ["article_id", "text"], "text_lengths")
-    lengths = raw.select("article_id", pl.col("text").fill_null("").str.len_chars().alias("n"))
-    short = lengths.filter(pl.col("n") < min_chars)
-    long = lengths.filter(pl.col("n") > max_chars)
-    bad = short.height + long.height
-    return CheckResult(
-        "text_lengths",
-        bad == 0,
-        "WARN",
-        f"{short.height} texts shorter than {min_chars} chars, {long.height} longer than {max_chars}",
-        {
-            "too_short": short.height,
-            "too_long": long.height,
-            "short_examples": short["article_id"].head(5).to_list(),
-            "long_examples": long["article_id"].head(5).to_list(),
-            "median_chars": float(lengths["n"].median()) if lengths.height else 0.0,
+def check_coverage(labeled: pl.DataFrame, *, cfg: QualityConfig) -> QualityResult:
+    """Share of articles the labeler labelled (label not null) ≥ min_coverage (WARN)."""
+    name = "coverage"
+    _require(labeled, ("label",), name)
+    if labeled.height == 0:
+        return _empty(name, "WARN", "labelled articles")
+    covered = labeled.height - labeled["label"].null_count()
+    cov = covered / labeled.height
+    ok = cov >= cfg.min_coverage
+    return QualityResult(
+        name=name,
+        passed=ok,
+        severity="WARN",
+        description=(
+            f"{cov:.1%} of {labeled.height} articles got an auto-label "
+            f"({'≥' if ok else 'below'} the minimum {cfg.min_coverage:.0%})"
+        ),
+        metadata={
+            "rows": labeled.height,
+            "labelled": covered,
+            "coverage": round(cov, 4),
+            "min": cfg.min_coverage,
         },
     )
 
 
-def check_feedback_conflicts(
-    labeled: pl.DataFrame, trusted: pl.DataFrame, *, max_share: float = 0.0
-) -> CheckResult:
-    """WARN where a trusted label (feedback or source gold) disagrees with the auto-label; the
-    disagreement rate is the auto-labeller's visible error rate."""
-    _need(labeled, ["article_id", "label"], "feedback_conflicts")
-    _need(trusted, ["article_id", "label"], "feedback_conflicts")
-    joined = (
-        labeled.select("article_id", "label")
-        .join(trusted.select("article_id", pl.col("label").alias("trusted")), on="article_id", how="inner")
-        .filter(pl.col("label").is_not_null())
+def _class_counts(labeled: pl.DataFrame, labels: list[str]) -> dict[str, int]:
+    counts = dict(labeled.drop_nulls("label").group_by("label").len().iter_rows())
+    return {lab: int(counts.get(lab, 0)) for lab in labels} | {
+        k: int(v) for k, v in counts.items() if k not in labels
+    }
+
+
+def check_class_balance(labeled: pl.DataFrame, *, labels: list[str], cfg: QualityConfig) -> QualityResult:
+    """Every class holds ≥ min_class_share of the labelled rows (WARN: a skewed labeler or feed)."""
+    name = "class_balance"
+    _require(labeled, ("label",), name)
+    counts = _class_counts(labeled, labels)
+    total = sum(counts.values())
+    if total == 0:
+        return _empty(name, "WARN", "auto-labelled articles")
+    shares = {k: round(v / total, 4) for k, v in counts.items()}
+    thin = {k: s for k, s in shares.items() if k in labels and s < cfg.min_class_share}
+    unknown = sorted(k for k in counts if k not in labels)
+    ok = not thin and not unknown
+    parts = []
+    if thin:
+        parts.append(
+            "classes below the minimum share "
+            f"{cfg.min_class_share:.0%}: " + ", ".join(f"{k} {s:.1%}" for k, s in sorted(thin.items()))
+        )
+    if unknown:
+        parts.append(f"labels outside the schema: {unknown} (re-label after a schema change)")
+    return QualityResult(
+        name=name,
+        passed=ok,
+        severity="WARN",
+        description="; ".join(parts)
+        if parts
+        else f"every class has ≥ {cfg.min_class_share:.0%} of {total} labels",
+        metadata={
+            "counts": counts,
+            "shares": shares,
+            "below_min_share": sorted(thin),
+            "outside_schema": unknown,
+        },
     )
-    conflicts = joined.filter(pl.col("label") != pl.col("trusted"))
-    n = joined.height
-    return CheckResult(
-        "feedback_conflicts",
-        conflicts.height == 0,
-        "WARN",
-        f"{conflicts.height} of {n} auto-labelled articles with a trusted label disagree with it",
-        {
+
+
+def check_min_class_count(labeled: pl.DataFrame, *, labels: list[str], cfg: QualityConfig) -> QualityResult:
+    """Every class has ≥ min_class_count labelled rows (ERROR: a class nobody can learn)."""
+    name = "min_class_count"
+    _require(labeled, ("label",), name)
+    counts = _class_counts(labeled, labels)
+    if labeled.height == 0:
+        return _empty(name, "ERROR", "labelled articles")
+    short = {k: counts[k] for k in labels if counts[k] < cfg.min_class_count}
+    return QualityResult(
+        name=name,
+        passed=not short,
+        severity="ERROR",
+        description=(
+            "too few rows to train: "
+            + ", ".join(f"{k} has {v}" for k, v in short.items())
+            + f" (needs ≥ {cfg.min_class_count}); check the class's keywords/description or add feedback"
+            if short
+            else f"every class has ≥ {cfg.min_class_count} labelled rows"
+        ),
+        metadata={"counts": counts, "below_min": short, "min": cfg.min_class_count},
+    )
+
+
+def check_duplicates(raw: pl.DataFrame, *, cfg: QualityConfig) -> QualityResult:
+    """Exact (shared content_hash) and near (near_duplicate_of set) duplicates ≤ max_duplicate_share (WARN)."""
+    name = "duplicates"
+    _require(raw, ("article_id", "content_hash", "near_duplicate_of"), name)
+    if raw.height == 0:
+        return _empty(name, "WARN", "articles")
+    exact_rows = raw.filter(pl.col("content_hash").is_not_null() & pl.col("content_hash").is_duplicated())
+    # Rows beyond the first of each content hash are the redundant ones.
+    exact = exact_rows.height - exact_rows["content_hash"].n_unique() if exact_rows.height else 0
+    near_rows = raw.filter(pl.col("near_duplicate_of").is_not_null())
+    near = near_rows.height
+    share = (exact + near) / raw.height
+    ok = share <= cfg.max_duplicate_share
+    return QualityResult(
+        name=name,
+        passed=ok,
+        severity="WARN",
+        description=(
+            f"{exact} exact and {near} near duplicates in {raw.height} articles ({share:.1%}; "
+            f"{'within' if ok else 'above'} the tolerated {cfg.max_duplicate_share:.0%})"
+        ),
+        metadata={
+            "rows": raw.height,
+            "exact_duplicates": exact,
+            "near_duplicates": near,
+            "share": round(share, 4),
+            "max_share": cfg.max_duplicate_share,
+            "exact_examples": exact_rows.sort("content_hash", "article_id")
+            .select("article_id", "content_hash")
+            .head(_EXAMPLES)
+            .to_dicts(),
+            "near_examples": near_rows.select("article_id", "near_duplicate_of").head(_EXAMPLES).to_dicts(),
+        },
+    )
+
+
+def check_label_conflicts(labeled: pl.DataFrame, gold: pl.DataFrame, *, cfg: QualityConfig) -> QualityResult:
+    """Auto-labels that disagree with trusted labels (feedback or source gold) (WARN).
+
+    labeled: article_id, label (auto; null = abstain). gold: article_id, label (+ label_origin).
+    The share is over articles that have both a gold and an auto-label.
+    """
+    name = "label_conflicts"
+    _require(labeled, ("article_id", "label"), name)
+    _require(gold, ("article_id", "label"), name)
+    extra = ["label_origin"] if "label_origin" in gold.columns else []
+    both = (
+        labeled.select("article_id", pl.col("label").alias("auto_label"))
+        .join(gold.select("article_id", pl.col("label").alias("gold_label"), *extra), on="article_id")
+        .drop_nulls(["auto_label", "gold_label"])
+    )
+    if both.height == 0:
+        return _empty(name, "WARN", "articles with both an auto-label and a gold label")
+    conflicts = both.filter(pl.col("auto_label") != pl.col("gold_label")).sort("article_id")
+    share = conflicts.height / both.height
+    ok = share <= cfg.max_conflict_share
+    pairs = conflicts.group_by("gold_label", "auto_label").len().sort("len", descending=True)
+    return QualityResult(
+        name=name,
+        passed=ok,
+        severity="WARN",
+        description=(
+            f"{conflicts.height} of {both.height} gold-labelled articles have a different auto-label "
+            f"({share:.1%}; {'within' if ok else 'above'} the tolerated {cfg.max_conflict_share:.0%})"
+        ),
+        metadata={
+            "compared": both.height,
             "conflicts": conflicts.height,
-            "compared": n,
-            "agreement": float(1 - conflicts.height / n) if n else None,
-            "examples": conflicts.head(10).rows(),
+            "share": round(share, 4),
+            "max_share": cfg.max_conflict_share,
+            "top_confusions": [
+                {"gold": g, "auto": a, "count": n} for g, a, n in pairs.head(_EXAMPLES).iter_rows()
+            ],
+            "examples": conflicts.head(_EXAMPLES).to_dicts(),
+        },
+    )
+
+
+def check_text_lengths(raw: pl.DataFrame, *, cfg: QualityConfig) -> QualityResult:
+    """Texts shorter than min_text_chars or longer than max_text_chars ≤ max_bad_length_share (WARN)."""
+    name = "text_lengths"
+    _require(raw, ("article_id", "text"), name)
+    if raw.height == 0:
+        return _empty(name, "WARN", "articles")
+    lengths = raw.select("article_id", pl.col("text").fill_null("").str.len_chars().alias("chars"))
+    short = lengths.filter(pl.col("chars") < cfg.min_text_chars)
+    long = lengths.filter(pl.col("chars") > cfg.max_text_chars)
+    share = (short.height + long.height) / raw.height
+    ok = share <= cfg.max_bad_length_share
+    return QualityResult(
+        name=name,
+        passed=ok,
+        severity="WARN",
+        description=(
+            f"{short.height} texts under {cfg.min_text_chars} chars and {long.height} over "
+            f"{cfg.max_text_chars} in {raw.height} articles ({share:.1%}; "
+            f"{'within' if ok else 'above'} the tolerated {cfg.max_bad_length_share:.0%})"
+        ),
+        metadata={
+            "rows": raw.height,
+            "too_short": short.height,
+            "too_long": long.height,
+            "share": round(share, 4),
+            "median_chars": float(lengths["chars"].median()),
+            "short_examples": short.sort("chars").head(_EXAMPLES).to_dicts(),
+            "long_examples": long.sort("chars", descending=True).head(_EXAMPLES).to_dicts(),
         },
     )
 
@@ -193,23 +255,21 @@ def run_quality_checks(
     *,
     raw: pl.DataFrame,
     labeled: pl.DataFrame,
-    labels: Sequence[str],
-    quality_cfg: QualityConfig,
-    trusted: pl.DataFrame | None = None,
-) -> list[CheckResult]:
-    """All checks above with the configured thresholds (feedback conflicts only with `trusted`)."""
+    gold: pl.DataFrame | None,
+    labels: list[str],
+    cfg: QualityConfig,
+) -> list[QualityResult]:
+    """All checks at once (for a report or a test); asset checks can call the functions one by one."""
     results = [
-        check_coverage(labeled, min_coverage=quality_cfg.min_coverage),
-        check_class_balance(labeled, labels=labels, min_class_share=quality_cfg.min_class_share),
-        check_min_class_count(labeled, labels=labels, min_class_count=quality_cfg.min_class_count),
-        *check_duplicates(raw, max_share=quality_cfg.max_duplicate_share),
-        check_text_lengths(
-            raw,
-            min_chars=quality_cfg.min_text_chars,
-            max_chars=quality_cfg.max_text_chars,
-            max_share=quality_cfg.max_bad_length_share,
-        ),
+        check_coverage(labeled, cfg=cfg),
+        check_class_balance(labeled, labels=labels, cfg=cfg),
+        check_min_class_count(labeled, labels=labels, cfg=cfg),
+        check_duplicates(raw, cfg=cfg),
+        check_text_lengths(raw, cfg=cfg),
     ]
-    if trusted is not None:
-        results.append(check_feedback_conflicts(labeled, trusted, max_share=quality_cfg.max_conflict_share))
+    if gold is not None:
+        results.append(check_label_conflicts(labeled, gold, cfg=cfg))
+    for r in results:
+        if not r.passed:
+            log.warning("quality check %s failed (%s): %s", r.name, r.severity, r.description)
     return results

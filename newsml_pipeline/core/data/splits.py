@@ -1,255 +1,346 @@
-"""`build_splits`: labeled articles over a rolling window → deterministic train / val / test.
+"""train / val / test assignment for `dataset_splits`: deterministic, leak-free, gold-evaluated.
 
-Rules (DESIGN.md §4, issue #3):
-- Window: rows whose partition_date lies in (today - window_days, today]; rows without a date
-  are kept (they cannot be placed in time); with `window_days: null` everything is kept.
-- Groups: exact duplicates (same content_hash) and near-duplicate chains (near_duplicate_of,
-  followed to its root) form one group, and a group never straddles two splits.
-- Assignment: a salted SHA-1 of the group key maps to u in [0, 1). Only groups holding a
-  trusted (gold) label can go to evaluation: u < test_fraction → test, u < test + val → val,
-  else train. It depends on nothing but the group itself, so adding articles never moves old
-  ones (unless a new article merges two groups, which must then share a split); because u is
-  uniform and independent of the label, every class gets the same expected fractions
-  (stratified in expectation, without a data-dependent quantile that would move rows).
-- Labels: val/test rows carry their trusted label (label_source = gold); group members without
-  one are left out of evaluation. Train rows carry the auto-label (label_source = auto) —
-  gold-labelled train rows too, unless `splits.train_on_gold`, where they carry the gold label
-  (label_source = gold). Train rows the labeller abstained on are left out.
-- Each class needs `min_per_class_train` train rows and `min_per_class_eval` rows in val and in
-  test, else `SplitError` names every class/split that falls short.
+How a row gets its split:
+1. Rolling window: rows whose partition_date is at least `today - window_days` (undated rows are
+   kept); all rows when `window_days` is null or no row has a date.
+2. Group key: near-duplicates must not straddle splits, so each row's key is the content_hash of
+   the root of its `near_duplicate_of` chain (ingestion points a near-duplicate at an EARLIER
+   article, so the root is the oldest one and its key never changes when newer copies arrive);
+   exact duplicates share a content_hash and so a key too. Keys are computed over the whole
+   frame before windowing, so a root outside the window still anchors its group.
+3. Bucket: a salted sha256 of the group key gives u in [0, 1): val if u < val_fraction, test if
+   u < val_fraction + test_fraction, else train. It depends only on the key and `splits.salt`, so
+   adding articles never moves an old one to another bucket.
+4. Evaluation needs trusted labels: gold = feedback_label, else source_gold_label (only labels of
+   the schema count). In a val/test bucket, gold rows are evaluation rows; if the group has no
+   gold row at all, its rows go to train with their auto-labels; if it has one, its non-gold rows
+   are dropped (counted) because training on them would leak the group into train.
+   In the train bucket, rows carry their auto-label, or the gold label when
+   `splits.train_on_gold` is on. Train rows without a usable label (abstained) are dropped (counted).
+   So a row's bucket never changes; what can change is whether it is usable: a row that gains a
+   gold label (new feedback) in a val/test bucket moves from train to evaluation, and a non-gold
+   row of such a group is then dropped from train rather than leaked.
+
+Stratification: a class's gold rows fall into val/test in proportion to the bucket fractions
+(the hash is independent of the label), so the test set's class mix follows gold's; the minimum
+per-class counts then turn a too-small class into a clear `SplitError` instead of a silent hole.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Sequence
-from datetime import UTC, date, datetime, timedelta
+from collections import Counter
+from datetime import date, timedelta
 from typing import Any
 
 import polars as pl
 
-from newsml_pipeline.core.data.schema import DATASET_SPLITS, conform
 from newsml_pipeline.settings import SplitsConfig
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
+INPUT_COLUMNS = (
+    "article_id",
+    "partition_date",
+    "auto_label",
+    "confidence",
+    "title",
+    "text",
+    "url",
+    "source",
+    "content_hash",
+    "near_duplicate_of",
+    "source_gold_label",
+    "feedback_label",
+)
+OUTPUT_SCHEMA: dict[str, pl.DataType] = {
+    "article_id": pl.String(),
+    "split": pl.String(),
+    "label": pl.String(),
+    "label_source": pl.String(),  # auto / gold
+    "partition_date": pl.Date(),
+    "group_key": pl.String(),
+}
 
 
 class SplitError(ValueError):
-    """The window does not hold enough rows per class and split to train and evaluate."""
+    """The window holds too few labelled rows of some class in some split to train or evaluate."""
 
 
-def split_fraction(key: str, *, salt: str) -> float:
-    """Deterministic u in [0, 1) from a salted SHA-1 of `key`."""
-    digest = hashlib.sha1(f"{salt}\x1f{key}".encode()).digest()
+def bucket_value(key: str, *, salt: str) -> float:
+    """Deterministic number in [0, 1) from a group key and a salt (same inputs, same number)."""
+    digest = hashlib.sha256(f"{salt}\x00{key}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-class _UnionFind:
-    def __init__(self) -> None:
-        self.parent: dict[str, str] = {}
-
-    def find(self, x: str) -> str:
-        self.parent.setdefault(x, x)
-        root = x
-        while self.parent[root] != root:
-            root = self.parent[root]
-        while self.parent[x] != root:
-            self.parent[x], x = root, self.parent[x]
-        return root
-
-    def union(self, a: str, b: str) -> None:
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            self.parent[max(ra, rb)] = min(ra, rb)
+def bucket_of(u: float, *, val_fraction: float, test_fraction: float) -> str:
+    if u < val_fraction:
+        return "val"
+    if u < val_fraction + test_fraction:
+        return "test"
+    return "train"
 
 
 def group_keys(
-    article_ids: Sequence[str], content_hashes: Sequence[str | None], near_duplicate_of: Sequence[str | None]
+    article_ids: list[str], near_duplicate_of: list[str | None], content_hashes: list[str | None]
 ) -> list[str]:
-    """Group key per article: near-duplicate chains followed to their root and exact duplicates
-    (same content_hash) joined; the key is the smallest base key in the group, where an article's
-    base key is its root's content hash (else the root's id). Roots are older articles, so new
-    articles do not change old articles' keys."""
-    pointer = {a: p for a, p in zip(article_ids, near_duplicate_of, strict=True) if p and p != a}
-    hash_of = dict(zip(article_ids, content_hashes, strict=True))
+    """Group key per row: content_hash of the root of its near-duplicate chain.
 
-    def root(a: str) -> str:
-        seen = {a}
-        while a in pointer and pointer[a] not in seen:
-            a = pointer[a]
-            seen.add(a)
-        return a
+    A chain that leaves the frame (the article it points to is unknown) is keyed by that article's
+    id; a row with neither a pointer nor a content hash is keyed by its own id. Cycles (not made by
+    ingestion, but possible in hand-made data) resolve to the smallest article_id on the cycle.
+    """
+    parent = dict(zip(article_ids, near_duplicate_of, strict=True))
+    chash = dict(zip(article_ids, content_hashes, strict=True))
+    root_of: dict[str, str] = {}
 
-    base = {}
-    for a in article_ids:
-        r = root(a)
-        base[a] = f"h:{hash_of[r]}" if hash_of.get(r) else f"id:{r}"
-    uf = _UnionFind()
-    first_with_hash: dict[str, str] = {}
-    for a, h in zip(article_ids, content_hashes, strict=True):
-        uf.find(a)
-        if h:
-            if h in first_with_hash:
-                uf.union(a, first_with_hash[h])
-            else:
-                first_with_hash[h] = a
-        if a in pointer and pointer[a] in hash_of:
-            uf.union(a, pointer[a])
-    best: dict[str, str] = {}
-    for a in article_ids:
-        r = uf.find(a)
-        if r not in best or base[a] < best[r]:
-            best[r] = base[a]
-    return [best[uf.find(a)] for a in article_ids]
+    def root(aid: str) -> str:
+        path: list[str] = []
+        seen: set[str] = set()
+        cur = aid
+        while True:
+            if cur in root_of:
+                r = root_of[cur]
+                break
+            nxt = parent.get(cur)
+            if nxt is None or nxt == cur:
+                r = cur
+                break
+            if cur in seen:  # a cycle: pick a stable representative
+                cycle = path[path.index(cur) :]
+                r = min(cycle)
+                break
+            seen.add(cur)
+            path.append(cur)
+            cur = nxt
+        for p in path:
+            root_of[p] = r
+        root_of[aid] = r
+        return r
+
+    keys = []
+    for aid in article_ids:
+        r = root(aid)
+        h = chash.get(r)
+        keys.append(f"h:{h}" if h else f"id:{r}")
+    return keys
 
 
-def _window(df: pl.DataFrame, *, window_days: int | None, today: date) -> tuple[pl.DataFrame, dict[str, Any]]:
-    info: dict[str, Any] = {"window_days": window_days, "today": today.isoformat()}
-    if (
-        window_days is None
-        or "partition_date" not in df.columns
-        or df["partition_date"].null_count() == df.height
-    ):
-        info["window_applied"] = False
-        return df, info
+def _check_input(frame: pl.DataFrame, labels: list[str], cfg: SplitsConfig) -> None:
+    missing = [c for c in INPUT_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(f"build_splits: input lacks columns {missing} (has {frame.columns})")
+    if frame["article_id"].null_count():
+        raise ValueError(f"build_splits: {frame['article_id'].null_count()} rows have no article_id")
+    dupes = frame.filter(pl.col("article_id").is_duplicated())["article_id"].unique().sort()
+    if len(dupes):
+        raise ValueError(
+            f"build_splits: {len(dupes)} article_ids appear more than once (e.g. {dupes.head(5).to_list()}); "
+            "the input must hold one row per article (check the feedback join)"
+        )
+    if cfg.val_fraction + cfg.test_fraction >= 1:
+        raise ValueError(
+            f"splits.val_fraction + splits.test_fraction must be < 1 to leave rows for training; "
+            f"got {cfg.val_fraction} + {cfg.test_fraction}"
+        )
+    if len(set(labels)) < 2:
+        raise ValueError(f"build_splits: need at least two labels, got {labels}")
+
+
+def _window(frame: pl.DataFrame, *, window_days: int | None, today: date) -> tuple[pl.DataFrame, dict]:
+    dates = frame["partition_date"].cast(pl.Date)
+    if window_days is None:
+        return frame, {"window_days": None, "from": None, "to": today.isoformat(), "outside_window": 0}
+    if dates.null_count() == frame.height:
+        return frame, {
+            "window_days": window_days,
+            "from": None,
+            "to": today.isoformat(),
+            "outside_window": 0,
+            "note": "no row has a partition_date: all rows used",
+        }
     start = today - timedelta(days=window_days)
-    keep = pl.col("partition_date").is_null() | (
-        (pl.col("partition_date") > start) & (pl.col("partition_date") <= today)
-    )
-    out = df.filter(keep)
-    info.update(
-        window_applied=True,
-        window_start_exclusive=start.isoformat(),
-        dropped_outside_window=df.height - out.height,
-        undated_rows=int(out["partition_date"].null_count()),
-    )
-    return out, info
+    keep = dates.is_null() | (dates >= start)
+    kept = frame.filter(keep)
+    return kept, {
+        "window_days": window_days,
+        "from": start.isoformat(),
+        "to": today.isoformat(),
+        "outside_window": frame.height - kept.height,
+        "undated_kept": int(dates.is_null().sum()),
+    }
+
+
+def _share_gaps(
+    per_class: dict[str, dict[str, int]], gold_per_class: dict[str, int], labels: list[str]
+) -> dict[str, dict[str, float]]:
+    """Per eval split and class: its share there minus its share among gold rows (stratification).
+
+    Hash assignment is stratified only in expectation: expect gaps of about
+    sqrt(p(1-p)/n) for a class of gold share p in a split of n rows.
+    """
+    gold_total = sum(gold_per_class.get(lab, 0) for lab in labels)
+    gaps: dict[str, dict[str, float]] = {}
+    for split in ("val", "test"):
+        n = sum(per_class[split].values())
+        if not n or not gold_total:
+            continue
+        gaps[split] = {
+            lab: round(per_class[split].get(lab, 0) / n - gold_per_class.get(lab, 0) / gold_total, 4)
+            for lab in labels
+        }
+    return gaps
+
+
+def _min_count_failures(
+    per_class: dict[str, dict[str, int]], labels: list[str], cfg: SplitsConfig
+) -> list[tuple[str, str, int, int]]:
+    failures = []
+    for split in SPLITS:
+        need = cfg.min_per_class_train if split == "train" else cfg.min_per_class_eval
+        for lab in labels:
+            have = per_class[split].get(lab, 0)
+            if have < need:
+                failures.append((lab, split, have, need))
+    return failures
+
+
+def _split_error_message(
+    failures: list[tuple[str, str, int, int]], report: dict[str, Any], cfg: SplitsConfig
+) -> str:
+    lines = ["dataset splits are too small to train or evaluate every class:"]
+    for lab, split, have, need in failures:
+        lines.append(f"  class {lab!r} has {have} rows in {split} (needs ≥ {need})")
+    hints = []
+    if any(s != "train" for _, s, _, _ in failures):
+        gold = report["gold_per_class"]
+        hints.append(
+            "val/test rows need gold labels: add feedback files for the short classes "
+            f"(gold rows in the window per class: {gold})"
+        )
+    if any(s == "train" for _, s, _, _ in failures):
+        hints.append(
+            "train rows carry auto-labels: check the class's description/keywords so the labeler "
+            "covers it, or set splits.train_on_gold: true to train on gold labels too"
+        )
+    if cfg.window_days is not None:
+        hints.append(f"or widen splits.window_days (now {cfg.window_days}; null = all rows)")
+    lines.append("to fix: " + "; ".join(hints))
+    return "\n".join(lines)
 
 
 def build_splits(
-    labeled_with_raw: pl.DataFrame,
-    *,
-    splits_cfg: SplitsConfig,
-    labels: Sequence[str],
-    today: date | None = None,
-    trusted: pl.DataFrame | None = None,
+    frame: pl.DataFrame, *, splits_cfg: SplitsConfig, labels: list[str], today: date
 ) -> tuple[pl.DataFrame, dict[str, Any]]:
-    """Assign rows to train / val / test (see the module docstring).
+    """Assign labelled articles to train/val/test (rules in the module docstring).
 
-    labeled_with_raw: article_id, label (auto, nullable); optional partition_date,
-    content_hash, near_duplicate_of, gold_label (trusted label, nullable). `trusted`
-    (article_id, label), e.g. the label_feedback table, overrides gold_label where given.
-    Returns (splits conforming to DATASET_SPLITS + group_key, partition_date; report dict).
-    Raises SplitError when a class/split is below its minimum count.
+    frame: one row per article with INPUT_COLUMNS (labeled_articles ⋈ raw_articles ⋈ feedback).
+    Returns (splits[article_id, split, label, label_source, partition_date, group_key], report)
+    where report holds sizes, per-class counts per split, dropped counts, gold usage and groups.
+    Raises SplitError when a class has fewer than the configured minimum rows in some split.
     """
-    df = labeled_with_raw
-    for col in ("article_id", "label"):
-        if col not in df.columns:
-            raise ValueError(f"build_splits: input lacks column {col!r} (has {df.columns})")
-    if df["article_id"].n_unique() != df.height:
-        raise ValueError(
-            f"build_splits: {df.height - df['article_id'].n_unique()} duplicate article_id values in the input"
-        )
-    today = today or datetime.now(UTC).date()
-    valid = set(labels)
-    bad_auto = sorted(set(df["label"].drop_nulls().to_list()) - valid)
-    if bad_auto:
-        raise ValueError(f"build_splits: auto-labels {bad_auto} are not in the schema {sorted(valid)}")
-    for col, dtype in (
-        ("partition_date", pl.Date),
-        ("content_hash", pl.String),
-        ("near_duplicate_of", pl.String),
-        ("gold_label", pl.String),
-    ):
-        if col not in df.columns:
-            df = df.with_columns(pl.lit(None, dtype).alias(col))
-    if trusted is not None:
-        if not {"article_id", "label"} <= set(trusted.columns):
-            raise ValueError(
-                f"build_splits: trusted frame needs article_id and label (has {trusted.columns})"
-            )
-        t = trusted.select("article_id", pl.col("label").alias("_trusted")).unique("article_id", keep="last")
-        df = (
-            df.join(t, on="article_id", how="left")
-            .with_columns(pl.coalesce("_trusted", "gold_label").alias("gold_label"))
-            .drop("_trusted")
-        )
-    out_of_schema = df.filter(
-        pl.col("gold_label").is_not_null() & ~pl.col("gold_label").is_in(list(valid))
-    ).height
-    df = df.with_columns(
-        pl.when(pl.col("gold_label").is_in(list(valid)))
-        .then(pl.col("gold_label"))
-        .otherwise(None)
-        .alias("gold_label")
-    )
-
-    df, report = _window(df, window_days=splits_cfg.window_days, today=today)
+    cfg = splits_cfg
+    _check_input(frame, labels, cfg)
+    label_set = set(labels)
     keys = group_keys(
-        df["article_id"].to_list(), df["content_hash"].to_list(), df["near_duplicate_of"].to_list()
+        frame["article_id"].cast(pl.String).to_list(),
+        frame["near_duplicate_of"].cast(pl.String).to_list(),
+        frame["content_hash"].cast(pl.String).to_list(),
     )
-    df = df.with_columns(pl.Series("group_key", keys, dtype=pl.String))
-    eligible = df.group_by("group_key").agg(pl.col("gold_label").is_not_null().any().alias("_eligible"))
-    t_frac, v_frac = splits_cfg.test_fraction, splits_cfg.val_fraction
-    if t_frac + v_frac >= 1:
-        raise ValueError(f"splits: val_fraction + test_fraction must be < 1, got {v_frac} + {t_frac}")
-    u = [split_fraction(k, salt=splits_cfg.salt) for k in eligible["group_key"].to_list()]
-    group_split = [
-        ("test" if x < t_frac else "val" if x < t_frac + v_frac else "train") if ok else "train"
-        for x, ok in zip(u, eligible["_eligible"].to_list(), strict=True)
-    ]
-    df = df.join(
-        eligible.with_columns(pl.Series("split", group_split)).select("group_key", "split"), on="group_key"
-    )
+    frame = frame.with_columns(pl.Series("group_key", keys, dtype=pl.String))
+    windowed, window_report = _window(frame, window_days=cfg.window_days, today=today)
 
-    is_eval = pl.col("split") != "train"
-    gold_train = pl.col("gold_label").is_not_null() & splits_cfg.train_on_gold
-    df = df.with_columns(
-        pl.when(is_eval)
-        .then(pl.col("gold_label"))
-        .when(gold_train)
-        .then(pl.col("gold_label"))
-        .otherwise(pl.col("label"))
-        .alias("label"),
-        pl.when(is_eval | gold_train).then(pl.lit("gold")).otherwise(pl.lit("auto")).alias("label_source"),
-    )
-    excluded_eval = df.filter(is_eval & pl.col("label").is_null()).height
-    excluded_abstain = df.filter(~is_eval & pl.col("label").is_null()).height
-    out = df.filter(pl.col("label").is_not_null()).sort("article_id")
+    ids = windowed["article_id"].to_list()
+    auto = windowed["auto_label"].cast(pl.String).to_list()
+    fb = windowed["feedback_label"].cast(pl.String).to_list()
+    src = windowed["source_gold_label"].cast(pl.String).to_list()
+    pdates = windowed["partition_date"].cast(pl.Date).to_list()
+    gkeys = windowed["group_key"].to_list()
 
-    counts = {s: dict.fromkeys(labels, 0) for s in SPLITS}
-    for row in out.group_by("split", "label").len().to_dicts():
-        counts[row["split"]][row["label"]] = int(row["len"])
-    short = []
-    for s in SPLITS:
-        need = splits_cfg.min_per_class_train if s == "train" else splits_cfg.min_per_class_eval
-        for c in labels:
-            if counts[s][c] < need:
-                short.append(f"class {c!r} has {counts[s][c]} {s} rows (minimum {need})")
-    report.update(
-        rows=out.height,
-        groups=int(df["group_key"].n_unique()),
-        counts=counts,
-        rows_per_split={s: sum(counts[s].values()) for s in SPLITS},
-        label_source={
-            r["label_source"]: int(r["len"]) for r in out.group_by("label_source").len().to_dicts()
-        },
-        gold_rows_in_window=int(df["gold_label"].is_not_null().sum()),
-        excluded_untrusted_in_eval_groups=excluded_eval,
-        excluded_abstained_train=excluded_abstain,
-        gold_labels_outside_schema=out_of_schema,
-        train_on_gold=splits_cfg.train_on_gold,
-        salt=splits_cfg.salt,
-    )
-    if short:
-        raise SplitError(
-            "not enough rows to train and evaluate: "
-            + "; ".join(short)
-            + f" (rows per split: {report['rows_per_split']})"
+    gold: list[str | None] = []
+    gold_outside_schema = 0
+    for f, s in zip(fb, src, strict=True):
+        g = f if f is not None else s
+        if g is not None and g not in label_set:
+            gold_outside_schema += 1
+            g = None
+        gold.append(g)
+
+    bucket = {
+        k: bucket_of(
+            bucket_value(k, salt=cfg.salt), val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction
         )
-    log.info("splits: %s", report["rows_per_split"])
-    frame = out.select("article_id", "split", "label", "label_source", "group_key", "partition_date")
-    return conform(frame, DATASET_SPLITS, table="dataset_splits"), report
+        for k in set(gkeys)
+    }
+    group_has_gold = {k for k, g in zip(gkeys, gold, strict=True) if g is not None}
+
+    dropped = Counter()
+    rows: list[tuple[str, str, str, str, date | None, str]] = []
+    for aid, a, g, d, k in zip(ids, auto, gold, pdates, gkeys, strict=True):
+        b = bucket[k]
+        if b != "train":
+            if g is not None:
+                rows.append((aid, b, g, "gold", d, k))
+                continue
+            if k in group_has_gold:
+                dropped["unlabelled_in_eval_group"] += 1
+                continue
+        # train: this group is not evaluated (train bucket, or an eval bucket with no gold at all)
+        if cfg.train_on_gold and g is not None:
+            rows.append((aid, "train", g, "gold", d, k))
+        elif a is None:
+            dropped["abstained"] += 1
+        elif a not in label_set:
+            dropped["auto_label_outside_schema"] += 1
+        else:
+            rows.append((aid, "train", a, "auto", d, k))
+
+    out = pl.DataFrame(rows, schema=OUTPUT_SCHEMA, orient="row").sort("article_id")
+    per_class = {
+        s: {lab: 0 for lab in labels}
+        | dict(out.filter(pl.col("split") == s).group_by("label").len().sort("label").iter_rows())
+        for s in SPLITS
+    }
+    gold_per_class = dict(Counter(g for g in gold if g is not None))
+    report: dict[str, Any] = {
+        "rows_in": frame.height,
+        "rows_in_window": windowed.height,
+        "sizes": {s: int((out["split"] == s).sum()) for s in SPLITS},
+        "per_class": per_class,
+        "label_sources": {
+            f"{s}/{src_}": n
+            for s, src_, n in out.group_by("split", "label_source")
+            .len()
+            .sort("split", "label_source")
+            .iter_rows()
+        },
+        "dropped": {
+            "outside_window": window_report["outside_window"],
+            "abstained": dropped["abstained"],
+            "auto_label_outside_schema": dropped["auto_label_outside_schema"],
+            "unlabelled_in_eval_group": dropped["unlabelled_in_eval_group"],
+        },
+        "gold_rows": sum(g is not None for g in gold),
+        "gold_per_class": {lab: gold_per_class.get(lab, 0) for lab in labels},
+        "gold_used": {s: int(((out["split"] == s) & (out["label_source"] == "gold")).sum()) for s in SPLITS},
+        "gold_outside_schema": gold_outside_schema,
+        "eval_class_share_minus_gold_share": _share_gaps(per_class, gold_per_class, labels),
+        "groups": len(bucket),
+        "groups_per_split": dict(Counter(bucket.values())),
+        "window": window_report,
+        "salt": cfg.salt,
+    }
+    if dropped["auto_label_outside_schema"]:
+        log.warning(
+            "dropped %d train rows whose auto-label is not in the schema %s; re-materialize "
+            "labeled_articles after a schema change",
+            dropped["auto_label_outside_schema"],
+            labels,
+        )
+    failures = _min_count_failures(per_class, labels, cfg)
+    if failures:
+        raise SplitError(_split_error_message(failures, report, cfg))
+    log.info("splits: %s (dropped %s)", report["sizes"], report["dropped"])
+    return out, report

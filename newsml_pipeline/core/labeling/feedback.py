@@ -1,11 +1,17 @@
-"""Human feedback files + gold labels carried by sources → one table of trusted labels.
+"""Human feedback: label corrections dropped as files in `$NEWSML_HOME/feedback/`.
 
-Files in `$NEWSML_HOME/feedback/` (`*.csv`, `*.jsonl`; read in name order, so a later file
-corrects an earlier one) hold rows with `label` and either `article_id` or `url`. Parsing is pure
-and line by line: a bad line is reported as `file:line: problem` and skipped, a bad file is
-reported and skipped, and neither affects rows accepted from other lines or files. Source gold
-labels (`raw_articles.gold_label`) are merged in; feedback wins over them and every disagreement
-is reported.
+A person (or a review tool) writes `.csv` or `.jsonl` files naming an article, by `article_id`
+or by `url`, and its correct `label`. Parsing is pure: it reads every file, keeps what is valid
+and reports everything else with `file:line` and the offending content, so one bad file or line
+never hides or destroys the feedback of the others.
+
+Order: files are read sorted by modification time, then by name; a later file overrides an
+earlier one for the same article, and within a file a later line overrides an earlier line.
+So re-labelling an article means dropping a newer file; every override is listed in
+`FeedbackResult.overridden`.
+
+`merge_gold` then combines the accepted feedback with the gold labels carried by sources
+(feedback wins) into the trusted labels that evaluation uses.
 """
 
 from __future__ import annotations
@@ -14,254 +20,303 @@ import csv
 import io
 import json
 import logging
-from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import polars as pl
+
+from newsml_pipeline.core.crawl.urls import canonicalize_url
 
 log = logging.getLogger(__name__)
 
 FEEDBACK_SUFFIXES = (".csv", ".jsonl")
-FEEDBACK_COLUMNS: dict[str, pl.DataType] = {
+ACCEPTED_SCHEMA: dict[str, pl.DataType] = {
     "article_id": pl.String(),
     "label": pl.String(),
-    "label_source": pl.String(),  # feedback / source
-    "origin": pl.String(),  # file:line of the feedback row, or source:<name>
+    "source_file": pl.String(),
+    "line": pl.Int64(),
+    "received_at": pl.Datetime("us", "UTC"),
 }
+GOLD_SCHEMA: dict[str, pl.DataType] = {
+    "article_id": pl.String(),
+    "label": pl.String(),
+    "label_origin": pl.String(),  # feedback / source
+}
+_SHOW_CHARS = 200
 
 
 @dataclass(frozen=True)
-class FeedbackProblem:
-    """One rejected line or file, with where it is and what is wrong."""
+class FeedbackResult:
+    """What a feedback folder holds.
 
-    where: str  # "file.csv:12", or "file.csv" for file-level problems, or "source:bbc" for gold
-    problem: str
-    kind: str  # unparsable / unknown_label / unknown_article / missing_field / unreadable_file / conflict / superseded
+    accepted: one row per article (the winning entry): article_id, label, source_file, line,
+        received_at (the file's modification time, UTC).
+    problems: one human-readable line per rejected file or line (`file:line: why: content`).
+    overridden: one line per entry that a later entry for the same article replaced.
+    files: the files read, in the order they were applied.
+    """
 
-    def __str__(self) -> str:
-        return f"{self.where}: {self.problem}"
+    accepted: pl.DataFrame
+    problems: list[str] = field(default_factory=list)
+    overridden: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
 
 
 @dataclass
-class FeedbackResult:
-    """Accepted trusted labels (one row per article, FEEDBACK_COLUMNS) and the problems found."""
-
-    labels: pl.DataFrame
-    problems: list[FeedbackProblem] = field(default_factory=list)
-    files: list[str] = field(default_factory=list)
-
-    def summary(self) -> dict[str, object]:
-        """JSON-able counts for asset metadata."""
-        by_kind: dict[str, int] = {}
-        for p in self.problems:
-            by_kind[p.kind] = by_kind.get(p.kind, 0) + 1
-        src = self.labels["label_source"].value_counts() if self.labels.height else None
-        return {
-            "files": self.files,
-            "accepted": self.labels.height,
-            "by_source": {r["label_source"]: r["count"] for r in src.to_dicts()} if src is not None else {},
-            "problems": len(self.problems),
-            "problems_by_kind": by_kind,
-            "first_problems": [str(p) for p in self.problems[:20]],
-        }
+class _Entry:
+    article_id: str
+    label: str
+    source_file: str
+    line: int
+    received_at: datetime
 
 
-@dataclass(frozen=True)
-class _Row:
-    where: str
-    article_id: str | None
-    url: str | None
-    label: str | None
+def _show(value: Any) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    text = text.rstrip("\r\n")
+    return text if len(text) <= _SHOW_CHARS else text[:_SHOW_CHARS] + "…"
 
 
-def _clean(v: object) -> str | None:
-    if v is None:
-        return None
-    s = str(v).strip()
-    return s or None
-
-
-def _read_csv(name: str, text: str, problems: list[FeedbackProblem]) -> Iterator[_Row]:
-    reader = csv.DictReader(io.StringIO(text))
-    fields = [f.strip().lower() for f in (reader.fieldnames or [])]
-    if "label" not in fields or not ({"article_id", "url"} & set(fields)):
-        problems.append(
-            FeedbackProblem(
-                name, f"header must have `label` and `article_id` or `url`, got {fields}", "missing_field"
-            )
-        )
-        return
-    reader.fieldnames = fields
-    for rec in reader:
-        line = reader.line_num
-        if None in rec:  # more cells than header columns
+def feedback_files(folder: Path) -> tuple[list[Path], list[str]]:
+    """Feedback files in the order they are applied (mtime, then name) and the unsupported ones."""
+    if not folder.exists():
+        return [], []
+    if not folder.is_dir():
+        raise NotADirectoryError(f"feedback folder {folder} is not a directory")
+    files, problems = [], []
+    for p in folder.iterdir():
+        if p.is_dir():
+            problems.append(f"{p.name}: is a folder; feedback files go directly in {folder}")
+        elif p.suffix.lower() in FEEDBACK_SUFFIXES:
+            files.append(p)
+        else:
             problems.append(
-                FeedbackProblem(f"{name}:{line}", "more values than header columns", "unparsable")
+                f"{p.name}: unsupported file type (expected {', '.join(FEEDBACK_SUFFIXES)}); not read"
             )
-            continue
-        yield _Row(
-            f"{name}:{line}", _clean(rec.get("article_id")), _clean(rec.get("url")), _clean(rec.get("label"))
-        )
+    files.sort(key=lambda p: (p.stat().st_mtime_ns, p.name))
+    return files, sorted(problems)
 
 
-def _read_jsonl(name: str, text: str, problems: list[FeedbackProblem]) -> Iterator[_Row]:
-    for line_no, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{name}:{line_no}"
+class _Resolver:
+    """Maps an `article_id` or a URL (canonicalized) to a known article_id."""
+
+    def __init__(self, known_articles: pl.DataFrame) -> None:
+        missing = [c for c in ("article_id", "url") if c not in known_articles.columns]
+        if missing:
+            raise ValueError(f"known_articles lacks columns {missing} (has {known_articles.columns})")
+        self.ids = set(known_articles["article_id"].drop_nulls().to_list())
+        self.by_url: dict[str, set[str]] = {}
+        for aid, url in known_articles.select("article_id", "url").drop_nulls().iter_rows():
+            try:
+                key = canonicalize_url(url)
+            except ValueError:
+                key = url.strip()  # a stored URL that is not http(s): match it verbatim
+            self.by_url.setdefault(key, set()).add(aid)
+
+    def resolve(self, article_id: Any, url: Any) -> tuple[str | None, str | None]:
+        """(article_id, None) or (None, why it could not be matched)."""
+        aid = article_id.strip() if isinstance(article_id, str) else article_id
+        if aid not in (None, ""):
+            if not isinstance(aid, str):
+                return None, f"article_id must be a string, got {type(aid).__name__}"
+            if aid not in self.ids:
+                return None, f"unknown article_id {aid!r}"
+            return aid, None
+        if url in (None, "") or (isinstance(url, str) and not url.strip()):
+            return None, "neither article_id nor url is given"
+        if not isinstance(url, str):
+            return None, f"url must be a string, got {type(url).__name__}"
         try:
-            rec = json.loads(line)
+            key = canonicalize_url(url)
+        except ValueError as e:
+            return None, f"bad url: {e}"
+        found = self.by_url.get(key, set())
+        if not found:
+            return None, f"unknown article: no raw article has url {key!r}"
+        if len(found) > 1:
+            return None, f"url {key!r} matches several articles {sorted(found)}; give article_id instead"
+        return next(iter(found)), None
+
+
+def _normalise_label(label: Any) -> str | None:
+    if not isinstance(label, str):
+        return None
+    return label.strip().lower() or None
+
+
+def _read_text(path: Path) -> str:
+    # utf-8-sig: spreadsheet exports often start with a byte-order mark.
+    return path.read_text(encoding="utf-8-sig")
+
+
+def _csv_records(path: Path, text: str) -> tuple[list[tuple[int, dict[str, Any], str]], list[str]]:
+    """(line, record, raw content) per data row, or file-level problems."""
+    name = path.name
+    try:
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        header = [h.strip().lower() for h in (reader.fieldnames or [])]
+    except csv.Error as e:
+        return [], [f"{name}:1: unreadable CSV header: {e}"]
+    if not header:
+        return [], [f"{name}: empty file (expected a header with article_id or url, and label)"]
+    if "label" not in header or not ({"article_id", "url"} & set(header)):
+        return [], [
+            f"{name}:1: header must have a 'label' column and an 'article_id' or 'url' column; "
+            f"got {reader.fieldnames}; file not read"
+        ]
+    reader.fieldnames = header
+    lines = text.splitlines()
+    out, problems = [], []
+    try:
+        start = reader.line_num + 1
+        for row in reader:
+            line = start
+            start = reader.line_num + 1
+            while line < reader.line_num and not lines[line - 1].strip():
+                line += 1  # the reader skips blank lines before a row
+            raw = "\n".join(lines[line - 1 : reader.line_num])
+            if None in row:  # more fields than the header
+                problems.append(f"{name}:{line}: more fields than the header has columns: {_show(raw)}")
+                continue
+            if all(v in (None, "") for v in row.values()):
+                continue  # a blank spreadsheet row carries nothing
+            out.append((line, row, raw))
+    except csv.Error as e:
+        problems.append(f"{name}:{reader.line_num}: unparsable CSV ({e}); rest of the file not read")
+    if not out and not problems:
+        problems.append(f"{name}: no feedback rows below the header")
+    return out, problems
+
+
+def _jsonl_records(path: Path, text: str) -> tuple[list[tuple[int, dict[str, Any], str]], list[str]]:
+    name = path.name
+    out, problems = [], []
+    for i, raw in enumerate(text.splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            rec = json.loads(raw)
         except json.JSONDecodeError as e:
-            problems.append(FeedbackProblem(where, f"not valid JSON ({e.msg})", "unparsable"))
+            problems.append(f"{name}:{i}: not valid JSON ({e.msg}): {_show(raw)}")
             continue
         if not isinstance(rec, dict):
             problems.append(
-                FeedbackProblem(where, f"expected a JSON object, got {type(rec).__name__}", "unparsable")
+                f"{name}:{i}: expected a JSON object with label and article_id or url: {_show(raw)}"
             )
             continue
-        yield _Row(where, _clean(rec.get("article_id")), _clean(rec.get("url")), _clean(rec.get("label")))
+        out.append((i, {str(k).lower(): v for k, v in rec.items()}, raw))
+    if not out and not problems:
+        problems.append(f"{name}: empty file")
+    return out, problems
 
 
-def feedback_files(folder: Path) -> list[Path]:
-    """Feedback files in `folder` in the order they apply (by name); [] if it does not exist."""
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in FEEDBACK_SUFFIXES)
+def parse_feedback_dir(folder: Path, *, labels: list[str], known_articles: pl.DataFrame) -> FeedbackResult:
+    """Read every feedback file in `folder` into one label per article, reporting what is rejected.
 
-
-def parse_feedback(
-    files: Iterable[Path],
-    *,
-    labels: Sequence[str],
-    articles: pl.DataFrame,
-) -> FeedbackResult:
-    """Parse feedback files against the label schema and the known articles.
-
-    `articles` needs `article_id` and may have `url` (to resolve url-only rows). Returns only
-    feedback rows (label_source = "feedback"); later lines/files override earlier ones for the
-    same article (reported as `superseded`).
+    `labels` is the label schema (category names); labels are compared after stripping and
+    lowercasing. `known_articles` has `article_id` and `url` of raw_articles: an entry must name
+    one of them (a URL is matched after `canonicalize_url`). A missing folder means no feedback.
     """
-    if "article_id" not in articles.columns:
-        raise ValueError(f"parse_feedback: articles frame lacks `article_id` (has {articles.columns})")
-    known_ids = set(articles["article_id"].to_list())
-    by_url: dict[str, str] = {}
-    if "url" in articles.columns:
-        for aid, url in zip(articles["article_id"].to_list(), articles["url"].to_list(), strict=True):
-            if url:
-                by_url.setdefault(url, aid)
-    valid = set(labels)
-    problems: list[FeedbackProblem] = []
-    accepted: dict[str, tuple[str, str]] = {}
-    names = []
+    folder = Path(folder)
+    label_set = set(labels)
+    resolver = _Resolver(known_articles)
+    files, problems = feedback_files(folder)
+    winners: dict[str, _Entry] = {}
+    overridden: list[str] = []
     for path in files:
-        names.append(path.name)
         try:
-            text = path.read_text(encoding="utf-8-sig")
+            text = _read_text(path)
+            received = datetime.fromtimestamp(path.stat().st_mtime, tz=UTC)
         except (OSError, UnicodeDecodeError) as e:
-            problems.append(FeedbackProblem(path.name, f"cannot read file ({e})", "unreadable_file"))
+            problems.append(f"{path.name}: cannot read the file ({e}); file not read")
             continue
-        reader = _read_csv if path.suffix.lower() == ".csv" else _read_jsonl
-        try:
-            rows = list(reader(path.name, text, problems))
-        except csv.Error as e:
-            problems.append(FeedbackProblem(path.name, f"not valid CSV ({e})", "unparsable"))
-            continue
-        for row in rows:
-            if row.label is None:
-                problems.append(FeedbackProblem(row.where, "no label", "missing_field"))
+        reader = _csv_records if path.suffix.lower() == ".csv" else _jsonl_records
+        records, file_problems = reader(path, text)
+        problems.extend(file_problems)
+        for line, rec, raw in records:
+            where = f"{path.name}:{line}"
+            label = _normalise_label(rec.get("label"))
+            if label is None:
+                problems.append(f"{where}: missing label: {_show(raw)}")
                 continue
-            label = row.label.lower()
-            if label not in valid:
+            if label not in label_set:
                 problems.append(
-                    FeedbackProblem(
-                        row.where, f"unknown label {row.label!r}; valid: {sorted(valid)}", "unknown_label"
-                    )
+                    f"{where}: unknown label {label!r} (known: {sorted(label_set)}): {_show(raw)}"
                 )
                 continue
-            aid = row.article_id if row.article_id in known_ids else None
-            if aid is None and row.url:
-                aid = by_url.get(row.url)
+            aid, why = resolver.resolve(rec.get("article_id"), rec.get("url"))
             if aid is None:
-                ref = row.article_id or row.url
-                kind = "unknown_article" if ref else "missing_field"
-                msg = f"unknown article {ref!r}" if ref else "neither article_id nor url given"
-                problems.append(FeedbackProblem(row.where, msg, kind))
+                problems.append(f"{where}: {why}: {_show(raw)}")
                 continue
-            if aid in accepted and accepted[aid][0] != label:
-                problems.append(
-                    FeedbackProblem(
-                        row.where,
-                        f"overrides {accepted[aid][1]} ({accepted[aid][0]!r} -> {label!r}) for {aid}",
-                        "superseded",
-                    )
+            prev = winners.get(aid)
+            if prev is not None:
+                overridden.append(
+                    f"{prev.source_file}:{prev.line} ({aid} → {prev.label}) overridden by {where} (→ {label})"
                 )
-            accepted[aid] = (label, row.where)
-    frame = pl.DataFrame(
-        {
-            "article_id": list(accepted),
-            "label": [v[0] for v in accepted.values()],
-            "label_source": ["feedback"] * len(accepted),
-            "origin": [v[1] for v in accepted.values()],
-        },
-        schema=FEEDBACK_COLUMNS,
-    )
+            winners[aid] = _Entry(aid, label, path.name, line, received)
+    accepted = pl.DataFrame(
+        [vars(e) for e in winners.values()] if winners else None, schema=ACCEPTED_SCHEMA
+    ).sort("article_id")
     log.info(
-        "feedback: %d labels accepted from %d files, %d problems", frame.height, len(names), len(problems)
+        "feedback: %d files, %d articles labelled, %d problems, %d overridden entries",
+        len(files),
+        accepted.height,
+        len(problems),
+        len(overridden),
     )
-    return FeedbackResult(frame, problems, names)
+    return FeedbackResult(
+        accepted=accepted, problems=problems, overridden=overridden, files=[p.name for p in files]
+    )
 
 
-def merge_gold(feedback: FeedbackResult, articles: pl.DataFrame, *, labels: Sequence[str]) -> FeedbackResult:
-    """Add source gold labels (articles.gold_label) under the feedback: feedback wins; each
-    article where they disagree, and each gold label outside the schema, becomes a problem."""
-    for col in ("article_id", "gold_label"):
-        if col not in articles.columns:
-            raise ValueError(f"merge_gold: articles frame lacks {col!r} (has {articles.columns})")
-    valid = set(labels)
-    fb = dict(zip(feedback.labels["article_id"].to_list(), feedback.labels["label"].to_list(), strict=True))
-    problems = list(feedback.problems)
-    sources = articles["source"].to_list() if "source" in articles.columns else [None] * articles.height
-    ids, labs, origins = [], [], []
-    for aid, gold, src in zip(
-        articles["article_id"].to_list(), articles["gold_label"].to_list(), sources, strict=True
+def merge_gold(raw_gold: pl.DataFrame, feedback: pl.DataFrame) -> tuple[pl.DataFrame, list[dict[str, Any]]]:
+    """Trusted labels per article: human feedback wins over a source's gold label.
+
+    raw_gold: article_id, gold_label (nullable) — from raw_articles.
+    feedback: article_id, label (+ optional source_file, line) — `FeedbackResult.accepted`.
+    Returns (gold[article_id, label, label_origin 'feedback'|'source'], conflicts) where each
+    conflict is a dict: article_id, feedback_label, source_label (+ source_file, line when known).
+    """
+    for frame, cols, what in (
+        (raw_gold, ("article_id", "gold_label"), "raw_gold"),
+        (feedback, ("article_id", "label"), "feedback"),
     ):
-        if gold is None or aid in fb:
-            if gold is not None and fb.get(aid) != gold:
-                problems.append(
-                    FeedbackProblem(
-                        f"source:{src}",
-                        f"gold label {gold!r} of {aid} overridden by feedback {fb[aid]!r}",
-                        "conflict",
-                    )
-                )
-            continue
-        if gold not in valid:
-            problems.append(
-                FeedbackProblem(
-                    f"source:{src}",
-                    f"gold label {gold!r} of {aid} is not in the schema {sorted(valid)}",
-                    "unknown_label",
-                )
-            )
-            continue
-        ids.append(aid)
-        labs.append(gold)
-        origins.append(f"source:{src}")
-    gold_frame = pl.DataFrame(
-        {"article_id": ids, "label": labs, "label_source": ["source"] * len(ids), "origin": origins},
-        schema=FEEDBACK_COLUMNS,
+        missing = [c for c in cols if c not in frame.columns]
+        if missing:
+            raise ValueError(f"{what} lacks columns {missing} (has {frame.columns})")
+    src = raw_gold.select("article_id", pl.col("gold_label").cast(pl.String)).drop_nulls()
+    for frame, what in ((src, "raw_gold"), (feedback, "feedback")):
+        dupes = frame.filter(pl.col("article_id").is_duplicated())["article_id"].unique().sort().to_list()
+        if dupes:
+            raise ValueError(f"{what} has several rows for articles {dupes[:10]}; expected one per article")
+    extra = [c for c in ("source_file", "line") if c in feedback.columns]
+    fb = feedback.select("article_id", pl.col("label").cast(pl.String).alias("feedback_label"), *extra)
+    joined = src.join(fb, on="article_id", how="inner")
+    conflicts = (
+        joined.filter(pl.col("gold_label") != pl.col("feedback_label"))
+        .rename({"gold_label": "source_label"})
+        .select("article_id", "feedback_label", "source_label", *extra)
+        .sort("article_id")
+        .to_dicts()
     )
-    merged = pl.concat([feedback.labels, gold_frame]).unique(
-        subset="article_id", keep="first", maintain_order=True
+    gold = (
+        pl.concat(
+            [
+                fb.select(
+                    "article_id",
+                    pl.col("feedback_label").alias("label"),
+                    pl.lit("feedback").alias("label_origin"),
+                ),
+                src.join(fb, on="article_id", how="anti").select(
+                    "article_id", pl.col("gold_label").alias("label"), pl.lit("source").alias("label_origin")
+                ),
+            ]
+        )
+        .cast(GOLD_SCHEMA)
+        .sort("article_id")
     )
-    return FeedbackResult(merged, problems, feedback.files)
-
-
-def load_feedback(folder: Path, *, labels: Sequence[str], articles: pl.DataFrame) -> FeedbackResult:
-    """Everything the `label_feedback` asset needs: parse `folder`'s files, then merge source gold
-    (when `articles` has `gold_label`)."""
-    result = parse_feedback(feedback_files(folder), labels=labels, articles=articles)
-    if "gold_label" in articles.columns:
-        result = merge_gold(result, articles, labels=labels)
-    return result
+    if conflicts:
+        log.warning("feedback overrides the source's gold label for %d articles", len(conflicts))
+    return gold, conflicts
