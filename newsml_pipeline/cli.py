@@ -2,6 +2,7 @@
 
 Settings come from NEWSML_HOME / NEWSML_CONFIG (`Settings.from_env()`), like the Dagster code.
 
+  newsml run [--date YYYY-MM-DD] [--retrain]        materialize ingest_job (+ retrain_job)
   newsml predict "some article text" [--title T]     one article -> one JSON line
   newsml predict --file articles.jsonl              JSONL of {title?, text, id?} -> JSONL
   cat articles.jsonl | newsml predict               same, from stdin (streamed in batches)
@@ -240,10 +241,27 @@ def cmd_bench(args: argparse.Namespace, settings: Settings, out: IO[str]) -> int
 # ---------------------------------------------------------------- main
 
 
+def cmd_run(args: argparse.Namespace, settings: Settings, out: IO[str]) -> int:
+    from newsml_pipeline.runner import run_pipeline
+
+    if args.date is not None:
+        try:
+            datetime.strptime(args.date, "%Y-%m-%d")
+        except ValueError:
+            raise CliError(f"--date {args.date!r}: expected YYYY-MM-DD") from None
+    ok = run_pipeline(day=args.date, retrain=args.retrain, settings=settings, out=out)
+    return 0 if ok else EXIT_FAILED
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="newsml", description="newsml_pipeline command line")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level to stderr")
     sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="materialize ingest_job for a day (and retrain_job with --retrain)")
+    p.add_argument("--date", default=None, help="UTC partition YYYY-MM-DD (default: today)")
+    p.add_argument("--retrain", action="store_true", help="then run retrain_job (splits → deployment)")
+    p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("predict", help="classify articles with the serving champion (JSONL out)")
     p.add_argument("text", nargs="?", help="the text of one article (else --file or JSONL on stdin)")

@@ -8,9 +8,15 @@ from __future__ import annotations
 
 import dagster as dg
 
+from newsml_pipeline.defs.automation import build_drift_sensor, build_jobs, build_schedules
+from newsml_pipeline.defs.deployment import deployed_model
+from newsml_pipeline.defs.evaluation import evaluation_assets, evaluation_checks
 from newsml_pipeline.defs.ingestion import build_ingestion_assets
+from newsml_pipeline.defs.labeling import build_labeling_assets
+from newsml_pipeline.defs.monitoring import build_monitoring_assets
 from newsml_pipeline.defs.partitions import daily_partitions
 from newsml_pipeline.defs.resources import MlflowResource, NewsmlSettings, WarehouseResource
+from newsml_pipeline.defs.training import training_assets
 from newsml_pipeline.settings import Settings
 
 
@@ -18,6 +24,9 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     cfg = settings.config
     return {
         "newsml": NewsmlSettings.from_settings(settings),
+        # Asset values (candidate info, evaluation results) are small pickles kept with the rest of
+        # the state under NEWSML_HOME; tables live in DuckDB and are written by the assets themselves.
+        "io_manager": dg.FilesystemIOManager(base_dir=str(settings.home / "dagster_io")),
         "warehouse": WarehouseResource(path=str(settings.warehouse_path)),
         "mlflow": MlflowResource(
             tracking_uri=settings.mlflow_tracking_uri(),
@@ -31,8 +40,23 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or Settings.from_env()
     partitions = daily_partitions(settings.config)
-    assets = [*build_ingestion_assets(partitions)]
-    return dg.Definitions(assets=assets, resources=build_resources(settings))
+    assets = [
+        *build_ingestion_assets(partitions),
+        *build_labeling_assets(partitions),
+        *training_assets,
+        *evaluation_assets,
+        deployed_model,
+        *build_monitoring_assets(partitions),
+    ]
+    ingest_job, retrain_job = build_jobs(partitions)
+    return dg.Definitions(
+        assets=assets,
+        asset_checks=[*evaluation_checks],
+        jobs=[ingest_job, retrain_job],
+        schedules=build_schedules(ingest_job, retrain_job),
+        sensors=[build_drift_sensor(retrain_job)],
+        resources=build_resources(settings),
+    )
 
 
 defs = build_definitions()

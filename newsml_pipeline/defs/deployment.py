@@ -1,0 +1,65 @@
+"""`deployed_model`: move the MLflow alias `champion` to a candidate that passed the gate."""
+
+import getpass
+import logging
+
+import dagster as dg
+
+from newsml_pipeline.core.evaluation.gate import GateDecision
+from newsml_pipeline.core.registry.deployments import deploy_candidate
+from newsml_pipeline.defs.resources import MlflowResource, WarehouseResource
+
+log = logging.getLogger(__name__)
+
+DEPLOYMENTS_TABLE = "deployments"
+
+
+@dg.asset(
+    group_name="deployment",
+    kinds={"mlflow"},
+    description=(
+        "The model version that serves now: registry alias `champion` on the candidate's version (the "
+        "former champion becomes `previous`). Runs only after a passed evaluation_gate; every deployment "
+        "is recorded in the deployments table. `newsml rollback` moves the alias back."
+    ),
+)
+def deployed_model(
+    context: dg.AssetExecutionContext,
+    mlflow: MlflowResource,
+    warehouse: WarehouseResource,
+    model_evaluation: dict,
+) -> dg.Output[dict]:
+    candidate = model_evaluation["candidate"]
+    gate = model_evaluation["gate"]
+    decision = GateDecision(
+        passed=bool(gate["passed"]),
+        reasons=list(gate["reasons"]),
+        checks=dict(gate.get("checks", {})),
+        intervals=dict(gate.get("intervals", {})),
+    )
+    cand_scores = model_evaluation["scores"]["candidate"]
+    metrics = {k: float(cand_scores[k]) for k in ("accuracy", "macro_f1") if k in cand_scores}
+    row = deploy_candidate(
+        mlflow.client(),
+        registered_model=candidate["registered_model"],
+        version=candidate["version"],
+        decision=decision,
+        metrics=metrics,
+        deployed_by=f"dagster run {context.run_id} ({getpass.getuser()})",
+        training_run_id=candidate["run_id"],
+        evaluation_run_id=model_evaluation.get("evaluation_run_id"),
+    )
+    warehouse.get().append(DEPLOYMENTS_TABLE, row)
+    rec = row.to_dicts()[0]
+    context.log.info("champion is now %s version %s", candidate["registered_model"], candidate["version"])
+    return dg.Output(
+        {"registered_model": candidate["registered_model"], "version": str(candidate["version"]), **metrics},
+        metadata={
+            "champion_version": str(candidate["version"]),
+            "previous_version": str(rec.get("previous_version") or "none"),
+            "model_uri": f"models:/{candidate['registered_model']}@champion",
+            "mlflow_model_version": dg.MetadataValue.url(mlflow.model_version_url(candidate["version"])),
+            "reason": rec.get("reason", ""),
+            **{k: dg.MetadataValue.float(v) for k, v in metrics.items()},
+        },
+    )

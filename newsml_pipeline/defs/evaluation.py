@@ -1,0 +1,111 @@
+"""`model_evaluation` and its blocking `evaluation_gate`: the candidate ships only if it earns it."""
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from newsml_pipeline.core.evaluation.report import log_evaluation_run, run_evaluation
+from newsml_pipeline.core.serving.predictor import ChampionResolver
+from newsml_pipeline.defs.resources import MlflowResource, NewsmlSettings, WarehouseResource
+from newsml_pipeline.defs.training import SPLITS_TABLE, split_rows_with_text
+
+log = logging.getLogger(__name__)
+
+
+@dg.asset(
+    group_name="evaluation",
+    deps=[dg.AssetKey(SPLITS_TABLE)],
+    kinds={"mlflow", "scikitlearn"},
+    description=(
+        "Candidate vs baseline (gate.baseline; zero-shot base model by default) vs champion vs the "
+        "auto-labeler, all on the same gold test rows: accuracy, macro-F1, per-class P/R/F1, confusion "
+        "matrix, calibration error and paired bootstrap intervals. Logged as an MLflow evaluation run."
+    ),
+)
+def model_evaluation(
+    context: dg.AssetExecutionContext,
+    newsml: NewsmlSettings,
+    warehouse: WarehouseResource,
+    mlflow: MlflowResource,
+    candidate_model: dict,
+) -> dg.Output[dict]:
+    settings = newsml.settings
+    cfg = settings.config
+    rows = split_rows_with_text(warehouse.get())
+    test_rows = rows.filter(rows["split"] == "test")
+    resolver = ChampionResolver(
+        tracking_uri=mlflow.tracking_uri,
+        registered_model=mlflow.registered_model,
+        cache_dir=settings.models_dir / "registry_cache",
+    )
+    champion = resolver.current()
+    champion_dir = resolver.local_dir(champion) if champion is not None else None
+    out_dir = Path(candidate_model["model_dir"]).parent / "evaluation"
+    result = run_evaluation(
+        test_rows,
+        cfg=cfg,
+        candidate_model_dir=candidate_model["model_dir"],
+        candidate_version=candidate_model["version"],
+        champion_model_dir=champion_dir,
+        champion_version=None if champion is None else champion.version,
+        out_dir=out_dir,
+    )
+    eval_run_id = log_evaluation_run(
+        result,
+        tracking_uri=mlflow.tracking_uri,
+        experiment=cfg.mlflow.experiment,
+        training_run_id=candidate_model["run_id"],
+        tags={"dagster_run_id": context.run_id},
+        artifact_root=mlflow.artifact_root,
+    )
+    value = result.to_dict() | {"candidate": candidate_model, "evaluation_run_id": eval_run_id}
+    metadata: dict[str, Any] = {
+        "summary": dg.MetadataValue.md(result.summary_markdown()),
+        "gate_passed": result.gate.passed,
+        "gate_reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in result.gate.reasons)),
+        "n_test": result.n_test,
+        "mlflow_evaluation_run": dg.MetadataValue.url(
+            mlflow.run_url(eval_run_id, candidate_model["experiment_id"])
+        ),
+        "candidate_version": candidate_model["version"],
+        "champion_version": "none" if champion is None else champion.version,
+    }
+    for name, table in result.confusion_tables().items():
+        metadata[f"confusion_{name}"] = dg.MetadataValue.md(table)
+    png = result.confusion_png.get("candidate")
+    if png is not None:
+        metadata["confusion_candidate_png"] = dg.MetadataValue.path(str(png))
+    for key, val in result.metrics().items():
+        if key.endswith(("_macro_f1", "_accuracy")) or key.startswith("candidate_vs_"):
+            metadata[key] = dg.MetadataValue.float(float(val))
+    return dg.Output(value, metadata=metadata)
+
+
+@dg.asset_check(
+    asset=model_evaluation,
+    name="evaluation_gate",
+    blocking=True,
+    description=(
+        "Deployment rule: candidate macro-F1 ≥ baseline + gate.min_gain_over_baseline, ≥ champion − "
+        "gate.max_drop_vs_champion, every class F1 ≥ gate.min_class_f1, and at least gate.min_test_rows "
+        "gold test rows. Blocking: a failure stops deployed_model in the same run."
+    ),
+)
+def evaluation_gate(model_evaluation: dict) -> dg.AssetCheckResult:
+    gate = model_evaluation["gate"]
+    metadata: dict[str, Any] = {"reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in gate["reasons"]))}
+    for name, check in gate["checks"].items():
+        metadata[name] = dg.MetadataValue.json(check)
+    verdict = "PASSED" if gate["passed"] else "FAILED"
+    return dg.AssetCheckResult(
+        passed=bool(gate["passed"]),
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=f"gate {verdict}: " + "; ".join(gate["reasons"]),
+        metadata=metadata,
+    )
+
+
+evaluation_assets = [model_evaluation]
+evaluation_checks = [evaluation_gate]

@@ -1,0 +1,192 @@
+"""`labeled_articles`: auto-labels per day (weak supervision, no hand labelling)."""
+
+import logging
+from datetime import date
+from typing import Any
+
+import dagster as dg
+import polars as pl
+
+from newsml_pipeline.core.data.quality import (
+    QualityResult,
+    check_class_balance,
+    check_coverage,
+    check_duplicates,
+    check_label_conflicts,
+    check_text_lengths,
+)
+from newsml_pipeline.core.data.schema import LABELED_ARTICLES, conform
+from newsml_pipeline.core.labeling.feedback import merge_gold, parse_feedback_dir
+from newsml_pipeline.core.labeling.pipeline import label_articles
+from newsml_pipeline.defs.metadata import markdown_table, preview_table
+from newsml_pipeline.defs.resources import NewsmlSettings, WarehouseResource
+
+log = logging.getLogger(__name__)
+
+TABLE = "labeled_articles"
+FEEDBACK_TABLE = "label_feedback"
+
+
+# Warnings a person should look at; none of them makes a day's labels unusable on its own.
+# (A class too small to train on is checked, blocking, on dataset_splits.)
+LABEL_CHECKS = ["coverage", "class_balance", "duplicates", "label_conflicts", "text_lengths"]
+
+
+def _check_result(r: QualityResult, *, asset: str) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        asset_key=asset,
+        check_name=r.name,
+        passed=r.passed,
+        severity=dg.AssetCheckSeverity[r.severity],
+        description=r.description,
+        metadata={
+            k: dg.MetadataValue.json(v) if isinstance(v, (dict, list)) else v for k, v in r.metadata.items()
+        },
+    )
+
+
+@dg.asset(
+    name=FEEDBACK_TABLE,
+    group_name="labeling",
+    deps=[dg.AssetKey("raw_articles")],
+    kinds={"duckdb"},
+    description=(
+        "Trusted labels: human corrections dropped in $NEWSML_HOME/feedback/ (.csv/.jsonl with article_id or "
+        "url, and label) merged with gold labels carried by sources; feedback wins. Rebuilt from the files "
+        "each time, so a bad file never destroys earlier feedback: its lines are reported, the rest kept."
+    ),
+)
+def label_feedback(
+    context: dg.AssetExecutionContext, newsml: NewsmlSettings, warehouse: WarehouseResource
+) -> dg.MaterializeResult:
+    settings = newsml.settings
+    wh = warehouse.get()
+    known = (
+        wh.query("SELECT article_id, url, gold_label FROM raw_articles")
+        if wh.table_exists("raw_articles")
+        else pl.DataFrame(schema={"article_id": pl.String(), "url": pl.String(), "gold_label": pl.String()})
+    )
+    parsed = parse_feedback_dir(
+        settings.feedback_dir,
+        labels=settings.config.labels.names,
+        known_articles=known.select("article_id", "url"),
+    )
+    raw_gold = known.filter(pl.col("gold_label").is_in(settings.config.labels.names)).select(
+        "article_id", "gold_label"
+    )
+    gold, conflicts = merge_gold(raw_gold, parsed.accepted)
+    wh.replace_table(FEEDBACK_TABLE, gold)
+    for p in parsed.problems:
+        context.log.warning("feedback problem: %s", p)
+    origins = dict(gold.group_by("label_origin").len().iter_rows()) if len(gold) else {}
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": dg.MetadataValue.int(len(gold)),
+            "from_feedback_files": origins.get("feedback", 0),
+            "from_source_gold": origins.get("source", 0),
+            "files": dg.MetadataValue.json([str(f) for f in parsed.files]),
+            "problems": dg.MetadataValue.int(len(parsed.problems)),
+            "problem_lines": dg.MetadataValue.md("\n".join(f"- {p}" for p in parsed.problems[:50]) or "none"),
+            "overridden_entries": dg.MetadataValue.int(len(parsed.overridden)),
+            "feedback_vs_source_conflicts": dg.MetadataValue.int(len(conflicts)),
+            "class_distribution": dg.MetadataValue.json(
+                dict(gold.group_by("label").len().iter_rows()) if len(gold) else {}
+            ),
+        }
+    )
+
+
+def _feedback_frame(wh) -> pl.DataFrame | None:
+    if not wh.table_exists(FEEDBACK_TABLE):
+        return None
+    return wh.query(f"SELECT article_id, label FROM {FEEDBACK_TABLE}")
+
+
+def _report_metadata(report: dict[str, Any]) -> dict[str, Any]:
+    """Flatten the labeler's report into metadata people can read (and plot over time)."""
+    md: dict[str, Any] = {"class_distribution": dg.MetadataValue.json(report.get("class_distribution", {}))}
+    if report.get("n_articles", 1) and report.get("coverage") is not None:  # no coverage of nothing
+        md["coverage"] = dg.MetadataValue.float(float(report["coverage"]))
+    if report.get("accuracy_vs_gold") is not None:
+        md["accuracy_vs_gold"] = dg.MetadataValue.float(float(report["accuracy_vs_gold"]))
+        md["gold_rows"] = dg.MetadataValue.int(int(report.get("gold_rows", 0)))
+        md["accuracy_vs_gold_per_class"] = dg.MetadataValue.json(report.get("accuracy_vs_gold_per_class", {}))
+    funcs = report.get("functions") or {}
+    if funcs:
+        rows = [{"function": name} | {k: v for k, v in stats.items()} for name, stats in funcs.items()]
+        md["labeling_functions"] = dg.MetadataValue.md(markdown_table(rows))
+    if report.get("articles_per_s") is not None:
+        md["articles_per_s"] = dg.MetadataValue.float(float(report["articles_per_s"]))
+    return md
+
+
+def build_labeling_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
+    @dg.asset(
+        name=TABLE,
+        group_name="labeling",
+        partitions_def=partitions,
+        deps=[dg.AssetKey("raw_articles"), dg.AssetKey(FEEDBACK_TABLE)],
+        check_specs=[dg.AssetCheckSpec(name, asset=TABLE) for name in LABEL_CHECKS],
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        kinds={"duckdb", "spacy", "pytorch"},
+        description=(
+            "Auto-labels for the day's articles: keyword, URL-section, entity-profile and embedding "
+            "zero-shot labeling functions combined by a label model with learned accuracies. "
+            "label is null (abstain) below labels.min_confidence; votes keeps each function's vote."
+        ),
+        tags={"layer": "silver"},
+    )
+    def labeled_articles(
+        context: dg.AssetExecutionContext, newsml: NewsmlSettings, warehouse: WarehouseResource
+    ) -> dg.MaterializeResult:
+        cfg = newsml.config
+        wh = warehouse.get()
+        feedback = _feedback_frame(wh)
+        days = sorted(date.fromisoformat(k) for k in context.partition_keys)
+        written = []
+        raws = []
+        report: dict[str, Any] = {}
+        for day in days:
+            raw = wh.read("raw_articles", where="partition_date = ?", params=[day])
+            raws.append(raw)
+            labeled, report = label_articles(raw, labels_cfg=cfg.labels, feedback=feedback)
+            rows = conform(labeled.drop("gold_label", strict=False), LABELED_ARTICLES, table=TABLE)
+            wh.replace_partition(TABLE, rows, partition_column="partition_date", partition_key=day)
+            context.log.info("%s: labelled %d articles, coverage %s", day, len(rows), report.get("coverage"))
+            written.append(rows)
+        all_rows = pl.concat(written) if written else pl.DataFrame(schema=LABELED_ARTICLES)
+        if len(days) > 1:  # a multi-day backfill: report over all days, not only the last one
+            report = {
+                "class_distribution": dict(all_rows.drop_nulls("label").group_by("label").len().iter_rows())
+            }
+            if len(all_rows):
+                report["coverage"] = float(all_rows["label"].is_not_null().mean())
+        raw_all = pl.concat(raws, how="vertical_relaxed")
+        qcfg = cfg.quality
+        # Trusted labels to compare with: gold carried by the sources, overridden by feedback.
+        gold = raw_all.filter(pl.col("gold_label").is_not_null()).select(
+            "article_id", pl.col("gold_label").alias("label")
+        )
+        if feedback is not None:
+            gold = pl.concat(
+                [gold.join(feedback, on="article_id", how="anti"), feedback.select(gold.columns)]
+            )
+        results = [
+            check_coverage(all_rows, cfg=qcfg),
+            check_class_balance(all_rows, labels=cfg.labels.names, cfg=qcfg),
+            check_duplicates(raw_all, cfg=qcfg),
+            check_label_conflicts(all_rows, gold, cfg=qcfg),
+            check_text_lengths(raw_all, cfg=qcfg),
+        ]
+        return dg.MaterializeResult(
+            check_results=[_check_result(r, asset=TABLE) for r in results],
+            metadata={
+                "dagster/row_count": dg.MetadataValue.int(len(all_rows)),
+                **_report_metadata(report),
+                "preview": dg.MetadataValue.md(
+                    preview_table(all_rows, ["article_id", "label", "confidence", "votes"])
+                ),
+            },
+        )
+
+    return [label_feedback, labeled_articles]

@@ -1,0 +1,217 @@
+"""`dataset_splits` and `candidate_model`: from labeled days to a LoRA fine-tuned, registered model."""
+
+import logging
+import subprocess
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import polars as pl
+
+from newsml_pipeline.core.data.quality import check_min_class_count
+from newsml_pipeline.core.data.splits import build_splits
+from newsml_pipeline.core.registry.model_logging import train_and_log
+from newsml_pipeline.defs.metadata import markdown_table
+from newsml_pipeline.defs.resources import MlflowResource, NewsmlSettings, WarehouseResource
+
+log = logging.getLogger(__name__)
+
+SPLITS_TABLE = "dataset_splits"
+
+
+def _git_commit() -> str | None:
+    """The code version a model was trained with, where the package runs from a git checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def labeled_with_raw(wh) -> pl.DataFrame:
+    """Every labeled article joined with what splitting and training need from raw_articles."""
+    return wh.query(
+        """
+        SELECT l.article_id, l.partition_date, l.label AS auto_label, l.confidence,
+               r.title, r.text, r.url, r.source, r.content_hash, r.near_duplicate_of,
+               r.gold_label AS source_gold_label, f.label AS feedback_label
+        FROM labeled_articles l
+        JOIN raw_articles r USING (article_id)
+        LEFT JOIN label_feedback f USING (article_id)
+        """
+        if wh.table_exists("label_feedback")
+        else """
+        SELECT l.article_id, l.partition_date, l.label AS auto_label, l.confidence,
+               r.title, r.text, r.url, r.source, r.content_hash, r.near_duplicate_of,
+               r.gold_label AS source_gold_label, CAST(NULL AS VARCHAR) AS feedback_label
+        FROM labeled_articles l
+        JOIN raw_articles r USING (article_id)
+        """
+    )
+
+
+def split_rows_with_text(wh) -> pl.DataFrame:
+    """dataset_splits joined with the article text (what training and evaluation read)."""
+    return wh.query(
+        f"""
+        SELECT s.*, r.title, r.text, r.url
+        FROM {SPLITS_TABLE} s JOIN raw_articles r USING (article_id)
+        ORDER BY s.article_id
+        """
+    )
+
+
+@dg.asset(
+    name=SPLITS_TABLE,
+    group_name="training",
+    deps=[dg.AssetKey("labeled_articles"), dg.AssetKey("label_feedback")],
+    kinds={"duckdb", "polars"},
+    description=(
+        "train / val / test over the rolling window (splits.window_days): deterministic salted-hash "
+        "assignment, near-duplicate groups kept together; val/test rows carry trusted gold labels, "
+        "train rows auto-labels (unless splits.train_on_gold)."
+    ),
+    tags={"layer": "gold"},
+    # Training on a class with a handful of examples is meaningless: block candidate_model.
+    check_specs=[dg.AssetCheckSpec("min_class_count", asset=SPLITS_TABLE, blocking=True)],
+)
+def dataset_splits(
+    context: dg.AssetExecutionContext, newsml: NewsmlSettings, warehouse: WarehouseResource
+) -> dg.MaterializeResult:
+    cfg = newsml.config
+    wh = warehouse.get()
+    frame = labeled_with_raw(wh)
+    splits, report = build_splits(
+        frame, splits_cfg=cfg.splits, labels=cfg.labels.names, today=datetime.now(UTC).date()
+    )
+    wh.replace_table(SPLITS_TABLE, splits)
+    counts = splits.group_by("split", "label").len().sort("split", "label")
+    context.log.info("dataset_splits: %s", report)
+    q = check_min_class_count(
+        splits.filter(pl.col("split") == "train"), labels=cfg.labels.names, cfg=cfg.quality
+    )
+    return dg.MaterializeResult(
+        check_results=[
+            dg.AssetCheckResult(
+                check_name=q.name,
+                passed=q.passed,
+                severity=dg.AssetCheckSeverity[q.severity],
+                description=f"train split: {q.description}",
+                metadata={
+                    k: dg.MetadataValue.json(v) if isinstance(v, (dict, list)) else v
+                    for k, v in q.metadata.items()
+                },
+            )
+        ],
+        metadata={
+            "dagster/row_count": dg.MetadataValue.int(len(splits)),
+            "split_sizes": dg.MetadataValue.json(dict(splits.group_by("split").len().iter_rows())),
+            "label_sources": dg.MetadataValue.json(
+                {f"{s}/{src}": n for s, src, n in splits.group_by("split", "label_source").len().iter_rows()}
+            ),
+            "counts_per_class": dg.MetadataValue.md(markdown_table(counts.to_dicts())),
+            "report": dg.MetadataValue.json(_jsonable(report)),
+        },
+    )
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (str, int, float, bool)) or obj is None:
+        return obj
+    return str(obj)
+
+
+@dg.asset(
+    group_name="training",
+    deps=[dg.AssetKey(SPLITS_TABLE)],
+    # Two trainings never fight for one device: the `gpu` pool has one slot (dagster.yaml).
+    pool="gpu",
+    kinds={"pytorch", "mlflow", "huggingface"},
+    description=(
+        "LoRA fine-tuned transformer (training.base_model, packaged all-MiniLM-L6-v2 by default) trained on "
+        "the auto-labeled train split, early-stopped on the gold val split. Every training is an MLflow run; "
+        "the merged model is registered as a new version of mlflow.registered_model (no alias: deployment moves aliases)."
+    ),
+)
+def candidate_model(
+    context: dg.AssetExecutionContext,
+    newsml: NewsmlSettings,
+    warehouse: WarehouseResource,
+    mlflow: MlflowResource,
+) -> dg.Output[dict]:
+    settings = newsml.settings
+    cfg = settings.config
+    frame = split_rows_with_text(warehouse.get())
+    if frame.is_empty():
+        raise ValueError(
+            "dataset_splits is empty: materialize raw_articles, labeled_articles and dataset_splits first"
+        )
+    dates = frame.get_column("partition_date") if "partition_date" in frame.columns else None
+    window = (
+        f"{dates.min()}..{dates.max()}"
+        if dates is not None and dates.drop_nulls().len()
+        else "all available rows"
+    )
+    work_dir = settings.models_dir / f"run-{context.run_id}"
+    logged = train_and_log(
+        frame,
+        labels=cfg.labels.names,
+        training_cfg=cfg.training,
+        mlflow_cfg=cfg.mlflow,
+        tracking_uri=mlflow.tracking_uri,
+        artifact_root=mlflow.artifact_root,
+        work_dir=work_dir,
+        tags={"dagster_run_id": context.run_id, "partition_window": window, "git_commit": _git_commit()},
+        data_window=window,
+        run_name=f"candidate-{datetime.now(UTC):%Y%m%dT%H%M%S}",
+    )
+    result = logged.train_result
+    value = {
+        "run_id": logged.run_id,
+        "experiment_id": logged.experiment_id,
+        "registered_model": logged.registered_model,
+        "version": logged.version,
+        "model_uri": logged.model_uri,
+        "model_dir": str(result.model_dir),
+        "metrics": {k: float(v) for k, v in logged.metrics.items()},
+    }
+    metrics_md = markdown_table(
+        [{"metric": k, "value": f"{v:.4f}"} for k, v in sorted(logged.metrics.items()) if "_f1_" not in k]
+    )
+    return dg.Output(
+        value,
+        metadata={
+            "mlflow_run": dg.MetadataValue.url(mlflow.run_url(logged.run_id, logged.experiment_id)),
+            "mlflow_run_id": logged.run_id,
+            "model_uri": logged.model_uri,
+            "model_version": logged.version,
+            "registered_model": dg.MetadataValue.url(mlflow.model_version_url(logged.version)),
+            "device": result.device,
+            "train_seconds": dg.MetadataValue.float(float(result.train_seconds)),
+            "samples_per_s": dg.MetadataValue.float(float(result.samples_per_s)),
+            "data_window": window,
+            "n_train": result.n_train,
+            "n_val": result.n_val,
+            **{
+                k: dg.MetadataValue.float(float(logged.metrics[k]))
+                for k in ("val_macro_f1", "test_macro_f1")
+                if k in logged.metrics
+            },
+            "metrics": dg.MetadataValue.md(metrics_md),
+        },
+    )
+
+
+training_assets = [dataset_splits, candidate_model]

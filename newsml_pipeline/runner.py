@@ -1,0 +1,81 @@
+"""`newsml run`: execute the pipeline's jobs once from a shell, recorded in the Dagster instance.
+
+The runs go into the instance named by DAGSTER_HOME (the repo's dagster.yaml by default when it
+is in the working directory), so they appear in `dagster dev` exactly like scheduled runs.
+"""
+
+import logging
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO
+
+import dagster as dg
+
+from newsml_pipeline.definitions import build_definitions
+from newsml_pipeline.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def dagster_instance() -> dg.DagsterInstance:
+    """The persistent instance (DAGSTER_HOME, defaulting to ./ when ./dagster.yaml exists)."""
+    if not os.environ.get("DAGSTER_HOME") and Path("dagster.yaml").is_file():
+        os.environ["DAGSTER_HOME"] = str(Path.cwd().resolve())
+    if os.environ.get("DAGSTER_HOME"):
+        Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+        return dg.DagsterInstance.get()
+    log.warning("DAGSTER_HOME is not set and ./dagster.yaml is absent: using a temporary instance")
+    return dg.DagsterInstance.ephemeral()
+
+
+def _summarise(result: dg.ExecuteInProcessResult) -> list[str]:
+    lines = []
+    for event in result.all_events:
+        if event.event_type_value == "ASSET_MATERIALIZATION":
+            mat = event.asset_materialization
+            rows = mat.metadata.get("dagster/row_count")
+            n = f"{rows.value} rows" if rows is not None else ""
+            lines.append(
+                f"  materialized {mat.asset_key.to_user_string()} {mat.partition or ''} {n}".rstrip()
+            )
+        elif event.event_type_value == "ASSET_CHECK_EVALUATION":
+            ev = event.event_specific_data
+            status = "passed" if ev.passed else "FAILED"
+            lines.append(f"  check {ev.asset_key.to_user_string()}:{ev.check_name} {status}")
+        elif event.event_type_value == "STEP_FAILURE":
+            lines.append(f"  step {event.step_key} FAILED: {event.event_specific_data.error.message.strip()}")
+    return lines
+
+
+def run_pipeline(
+    *,
+    day: str | None = None,
+    retrain: bool = False,
+    settings: Settings | None = None,
+    out: IO[str] | None = None,
+) -> bool:
+    """Run ingest_job for `day` (UTC today by default), then retrain_job if asked. True = all ok."""
+    out = out or sys.stdout
+    day = day or datetime.now(UTC).date().isoformat()
+    defs = build_definitions(settings)
+    instance = dagster_instance()
+    ok = True
+    jobs = [("ingest_job", day)] + ([("retrain_job", None)] if retrain else [])
+    for name, partition in jobs:
+        print(f"running {name}" + (f" for partition {partition}" if partition else ""), file=out, flush=True)
+        result = defs.resolve_job_def(name).execute_in_process(
+            partition_key=partition, instance=instance, raise_on_error=False
+        )
+        for line in _summarise(result):
+            print(line, file=out)
+        print(
+            f"{name}: {'success' if result.success else 'FAILURE'} (run id {result.run_id})",
+            file=out,
+            flush=True,
+        )
+        ok = ok and result.success
+        if not result.success:
+            break
+    return ok

@@ -1,0 +1,101 @@
+"""The Definitions object: contract names, lineage edges, jobs, schedules and `definitions validate`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dagster as dg
+
+from newsml_pipeline.definitions import build_definitions
+
+REPO = Path(__file__).resolve().parents[2]
+
+EXPECTED_EDGES = {
+    ("raw_articles", "label_feedback"),
+    ("raw_articles", "labeled_articles"),
+    ("label_feedback", "labeled_articles"),
+    ("labeled_articles", "dataset_splits"),
+    ("label_feedback", "dataset_splits"),
+    ("dataset_splits", "candidate_model"),
+    ("candidate_model", "model_evaluation"),
+    ("dataset_splits", "model_evaluation"),
+    ("model_evaluation", "deployed_model"),
+    ("deployed_model", "scored_articles"),
+    ("labeled_articles", "scored_articles"),
+    ("raw_articles", "scored_articles"),
+}
+
+
+def test_asset_graph_has_the_contract_assets_and_edges(make_settings) -> None:
+    defs = build_definitions(make_settings())
+    graph = defs.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert {
+        "raw_articles",
+        "label_feedback",
+        "labeled_articles",
+        "dataset_splits",
+        "candidate_model",
+        "model_evaluation",
+        "deployed_model",
+        "scored_articles",
+    } <= keys
+    edges = {
+        (p.to_user_string(), k.to_user_string())
+        for k in graph.get_all_asset_keys()
+        for p in graph.get(k).parent_keys
+    }
+    assert EXPECTED_EDGES <= edges, EXPECTED_EDGES - edges
+    for name in ("raw_articles", "labeled_articles", "scored_articles"):
+        assert graph.get(dg.AssetKey(name)).partitions_def is not None
+    for name in ("dataset_splits", "candidate_model", "model_evaluation", "deployed_model"):
+        assert graph.get(dg.AssetKey(name)).partitions_def is None
+    gate = dg.AssetCheckKey(dg.AssetKey("model_evaluation"), "evaluation_gate")
+    assert gate in graph.asset_check_keys
+    from newsml_pipeline.defs.evaluation import evaluation_gate
+
+    assert [spec.blocking for spec in evaluation_gate.check_specs] == [True]
+    assert graph.get(dg.AssetKey("candidate_model")).pools == {"gpu"}
+
+
+def test_jobs_schedules_and_sensor(make_settings) -> None:
+    defs = build_definitions(make_settings())
+    ingest = defs.resolve_job_def("ingest_job")
+    retrain = defs.resolve_job_def("retrain_job")
+    assert {k.to_user_string() for k in ingest.asset_layer.selected_asset_keys} == {
+        "raw_articles",
+        "labeled_articles",
+        "scored_articles",
+    }
+    assert {"dataset_splits", "candidate_model", "model_evaluation", "deployed_model"} <= {
+        k.to_user_string() for k in retrain.asset_layer.selected_asset_keys
+    }
+    weekly = defs.resolve_schedule_def("weekly_retrain_schedule")
+    assert weekly.cron_schedule == "0 3 * * 1" and weekly.execution_timezone == "UTC"
+    assert weekly.job_name == "retrain_job"
+    daily = defs.resolve_schedule_def("daily_ingest_schedule")
+    assert daily.job_name == "ingest_job"
+    ctx = dg.build_schedule_context(scheduled_execution_time=datetime(2026, 11, 22, 0, 30, tzinfo=UTC))
+    req = daily(ctx)
+    assert req.partition_key == "2026-11-21"  # the day that just ended
+    sensor = defs.resolve_sensor_def("drift_sensor")
+    assert sensor.job_name == "retrain_job"
+
+
+def test_dagster_definitions_validate(newsml_home: Path) -> None:
+    env = {**os.environ, "NEWSML_HOME": str(newsml_home)}
+    env.pop("DAGSTER_HOME", None)
+    out = subprocess.run(
+        [sys.executable, "-m", "dagster", "definitions", "validate", "-m", "newsml_pipeline.definitions"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "Validation successful" in out.stdout + out.stderr

@@ -1,0 +1,114 @@
+"""The whole chain as Dagster runs it: ingest_job, then retrain_job with the blocking gate.
+
+A tiny random BERT stands in for MiniLM as training.base_model so this runs in about a minute;
+labeling still uses the real labeling functions (spaCy + packaged MiniLM embeddings) on real
+BBC articles. The first retrain is blocked by the gate (a random tiny model cannot beat the
+zero-shot baseline), so the champion alias must not move; with a permissive gate the second
+retrain deploys, and scoring then uses the champion.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from newsml_pipeline.core.data.warehouse import Warehouse
+from newsml_pipeline.definitions import build_definitions
+from newsml_pipeline_tests.tiny_models import make_tiny_classifier_dir
+
+LABELS = ["business", "entertainment", "politics", "sport", "tech"]
+
+
+@pytest.fixture
+def bbc_inbox(tmp_path: Path, bbc_rows: list[dict]) -> Path:
+    """60 articles per class, gold labels carried, no dates (they land in today's partition)."""
+    picked: dict[str, int] = {}
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    with open(folder / "bbc.jsonl", "w", encoding="utf-8") as fh:
+        for r in bbc_rows:
+            if r.get("duplicate_of") or picked.get(r["label"], 0) >= 60:
+                continue
+            picked[r["label"]] = picked.get(r["label"], 0) + 1
+            fh.write(
+                json.dumps({"id": r["id"], "title": r["title"], "text": r["text"], "label": r["label"]})
+                + "\n"
+            )
+    return folder
+
+
+def _run(defs: dg.Definitions, job: str, instance: dg.DagsterInstance, partition: str | None = None):
+    return defs.resolve_job_def(job).execute_in_process(
+        instance=instance, partition_key=partition, raise_on_error=False
+    )
+
+
+def _checks(result) -> dict[str, bool]:
+    out = {}
+    for ev in result.all_events:
+        if ev.event_type_value == "ASSET_CHECK_EVALUATION":
+            out[ev.event_specific_data.check_name] = ev.event_specific_data.passed
+    return out
+
+
+def test_ingest_then_retrain_blocked_then_deployed(make_settings, bbc_inbox: Path, tmp_path: Path) -> None:
+    tiny = make_tiny_classifier_dir(tmp_path, LABELS)
+    common = dict(
+        sources=[{"name": "bbc", "kind": "local", "path": str(bbc_inbox)}],
+        training={"base_model": str(tiny), "epochs": 1, "batch_size": 16, "max_length": 64},
+        splits={"min_per_class_eval": 2},
+    )
+    settings = make_settings(**common, gate={"min_test_rows": 20})
+    instance = dg.DagsterInstance.ephemeral()
+    today = datetime.now(UTC).date().isoformat()
+
+    defs = build_definitions(settings)
+    ingest = _run(defs, "ingest_job", instance, today)
+    assert ingest.success
+    wh = Warehouse(settings.warehouse_path)
+    # 300 picked; BBC repeats a few texts under another title, and those collapse to one row
+    assert 295 <= len(wh.read("raw_articles")) <= 300
+    labeled = wh.read("labeled_articles")
+    assert labeled["label"].is_not_null().mean() > 0.8
+    scored = wh.read("scored_articles")
+    assert set(scored["model_version"].to_list()) == {"auto-labeler"}  # no champion yet
+
+    blocked = _run(defs, "retrain_job", instance)
+    assert _checks(blocked)["evaluation_gate"] is False
+    mats = (
+        {e.asset_key.to_user_string() for e in blocked.get_asset_materialization_events()}
+        if hasattr(blocked, "get_asset_materialization_events")
+        else {
+            m.asset_key.to_user_string()
+            for n in ("candidate_model", "model_evaluation", "deployed_model")
+            for m in blocked.asset_materializations_for_node(n)
+        }
+    )
+    assert {"candidate_model", "model_evaluation"} <= mats
+    assert "deployed_model" not in mats
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=settings.mlflow_tracking_uri())
+    name = settings.config.mlflow.registered_model
+    assert len(client.search_model_versions(f"name='{name}'")) == 1
+    with pytest.raises(mlflow.exceptions.MlflowException):
+        client.get_model_version_by_alias(name, "champion")
+
+    permissive = make_settings(
+        **common, gate={"min_test_rows": 20, "min_gain_over_baseline": -1.0, "min_class_f1": 0.0}
+    )
+    defs2 = build_definitions(permissive)
+    deployed = _run(defs2, "retrain_job", instance)
+    assert deployed.success, [e.message for e in deployed.all_events if e.is_failure]
+    assert _checks(deployed)["evaluation_gate"] is True
+    champion = client.get_model_version_by_alias(name, "champion")
+    assert str(champion.version) == "2"
+    assert len(wh.read("deployments")) == 1
+
+    rescored = _run(defs2, "ingest_job", instance, today)
+    assert rescored.success
+    assert set(wh.read("scored_articles")["model_version"].to_list()) == {"2"}
