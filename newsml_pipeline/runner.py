@@ -34,12 +34,15 @@ def _summarise(result: dg.ExecuteInProcessResult) -> list[str]:
     lines = []
     for event in result.all_events:
         if event.event_type_value == "ASSET_MATERIALIZATION":
-            mat = event.asset_materialization
+            mat = event.event_specific_data.materialization
             rows = mat.metadata.get("dagster/row_count")
             n = f"{rows.value} rows" if rows is not None else ""
             lines.append(
                 f"  materialized {mat.asset_key.to_user_string()} {mat.partition or ''} {n}".rstrip()
             )
+            errors = mat.metadata.get("source_errors")
+            if errors is not None and errors.value:
+                lines.append(f"    {errors.value} source error(s): see the asset's `sources` metadata in the UI")
         elif event.event_type_value == "ASSET_CHECK_EVALUATION":
             ev = event.event_specific_data
             status = "passed" if ev.passed else "FAILED"
