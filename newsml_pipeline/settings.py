@@ -241,6 +241,9 @@ class ServingConfig(_Strict):
     max_body_bytes: int = Field(default=2_000_000, ge=1024)
     batch_size: int = Field(default=32, ge=1)
     reload_interval_s: float = Field(default=30.0, ge=0)
+    # Inference precision of the served transformer: auto = bf16 autocast where the CPU/GPU has
+    # native bf16, else fp32; int8 = dynamic int8 quantization of the linear layers (CPU only).
+    precision: Literal["auto", "fp32", "bf16", "int8"] = "auto"
 
 
 class NewsmlConfig(_Strict):

@@ -126,3 +126,22 @@ def test_champion_without_model_files_is_a_clear_error(tmp_path: Path) -> None:
     set_champion(client, "hollow", mv.version, reason="test")
     with pytest.raises(ModelLoadError, match="no classifier directory"):
         _predictor(tmp_path, "hollow", tmp_path / "cache")
+
+
+def test_int8_precision_serves_close_to_fp32(registry: dict, tmp_path: Path) -> None:
+    client = MlflowClient(tracking_uri=registry["uri"], registry_uri=registry["uri"])
+    set_champion(client, registry["name"], registry["versions"][0], reason="test")
+    answers = {}
+    for precision in ("fp32", "int8"):
+        resolver = ChampionResolver(
+            tracking_uri=registry["uri"], registered_model=registry["name"], cache_dir=tmp_path / "cache"
+        )
+        p = Predictor(
+            resolver=resolver,
+            labels_cfg=LABELS_CFG,
+            serving_cfg=serving_cfg(precision=precision),
+            fallback=FixedFallback,
+        )
+        answers[precision] = p.predict(ARTICLES)
+    for a, b in zip(answers["fp32"], answers["int8"], strict=True):
+        np.testing.assert_allclose(list(a["scores"].values()), list(b["scores"].values()), atol=0.05)
