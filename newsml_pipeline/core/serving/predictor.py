@@ -233,20 +233,28 @@ class ChampionResolver:
         target = self.cache_dir / ref.name / ref.version
         done = target / ".complete"
         if not done.exists():
-            tmp = target.with_name(f"{ref.version}.partial-{threading.get_ident()}")
+            import shutil
+            import uuid
+
+            tmp = target.with_name(f"{ref.version}.partial-{uuid.uuid4().hex}")
             tmp.mkdir(parents=True, exist_ok=True)
             log.info("downloading %s version %s into %s", ref.name, ref.version, target)
-            # Resolve through this client (not mlflow's global registry URI) to the storage location.
-            location = self._client().get_model_version_download_uri(ref.name, ref.version)
-            mlflow.artifacts.download_artifacts(
-                artifact_uri=location, dst_path=str(tmp), tracking_uri=self.tracking_uri
-            )
-            if target.exists():
-                import shutil
-
-                shutil.rmtree(target)
-            tmp.rename(target)
-            done.touch()
+            try:
+                # Resolve through this client (not mlflow's global registry URI) to the storage location.
+                location = self._client().get_model_version_download_uri(ref.name, ref.version)
+                mlflow.artifacts.download_artifacts(
+                    artifact_uri=location, dst_path=str(tmp), tracking_uri=self.tracking_uri
+                )
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+            if done.exists():  # another process finished the same download first: use theirs
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                if target.exists():  # leftovers of an interrupted download
+                    shutil.rmtree(target)
+                tmp.rename(target)
+                done.touch()
         return find_classifier_dir(target)
 
 
