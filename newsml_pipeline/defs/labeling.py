@@ -8,7 +8,6 @@ import dagster as dg
 import polars as pl
 
 from newsml_pipeline.core.data.quality import (
-    QualityResult,
     check_class_balance,
     check_coverage,
     check_duplicates,
@@ -18,7 +17,7 @@ from newsml_pipeline.core.data.quality import (
 from newsml_pipeline.core.data.schema import LABELED_ARTICLES, conform
 from newsml_pipeline.core.labeling.feedback import merge_gold, parse_feedback_dir
 from newsml_pipeline.core.labeling.pipeline import label_articles
-from newsml_pipeline.defs.metadata import markdown_table, preview_table
+from newsml_pipeline.defs.metadata import markdown_table, preview_table, quality_check_result
 from newsml_pipeline.defs.resources import NewsmlSettings, WarehouseResource
 
 log = logging.getLogger(__name__)
@@ -30,19 +29,6 @@ FEEDBACK_TABLE = "label_feedback"
 # Warnings a person should look at; none of them makes a day's labels unusable on its own.
 # (A class too small to train on is checked, blocking, on dataset_splits.)
 LABEL_CHECKS = ["coverage", "class_balance", "duplicates", "label_conflicts", "text_lengths"]
-
-
-def _check_result(r: QualityResult, *, asset: str) -> dg.AssetCheckResult:
-    return dg.AssetCheckResult(
-        asset_key=asset,
-        check_name=r.name,
-        passed=r.passed,
-        severity=dg.AssetCheckSeverity[r.severity],
-        description=r.description,
-        metadata={
-            k: dg.MetadataValue.json(v) if isinstance(v, (dict, list)) else v for k, v in r.metadata.items()
-        },
-    )
 
 
 @dg.asset(
@@ -179,7 +165,7 @@ def build_labeling_assets(partitions: dg.PartitionsDefinition) -> list[dg.Assets
             check_text_lengths(raw_all, cfg=qcfg),
         ]
         return dg.MaterializeResult(
-            check_results=[_check_result(r, asset=TABLE) for r in results],
+            check_results=[quality_check_result(r, asset=TABLE) for r in results],
             metadata={
                 "dagster/row_count": dg.MetadataValue.int(len(all_rows)),
                 **_report_metadata(report),

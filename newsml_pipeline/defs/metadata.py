@@ -6,7 +6,10 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import dagster as dg
 import polars as pl
+
+from newsml_pipeline.core.data.quality import QualityResult
 
 
 def _cell(v: Any, width: int = 80) -> str:
@@ -39,3 +42,17 @@ def source_report_table(reports: Iterable[Any]) -> str:
         d["errors"] = f"{len(errs)}: " + "; ".join(str(e) for e in errs[:3]) if errs else "0"
         rows.append({k: v for k, v in d.items() if not isinstance(v, (list, dict))} | {"errors": d["errors"]})
     return markdown_table(rows)
+
+
+def quality_check_result(r: QualityResult, *, asset: str, prefix: str = "") -> dg.AssetCheckResult:
+    """A core data-quality result as a Dagster asset check result (same name, severity, metadata)."""
+    return dg.AssetCheckResult(
+        asset_key=asset,
+        check_name=r.name,
+        passed=r.passed,
+        severity=dg.AssetCheckSeverity[r.severity],
+        description=prefix + r.description,
+        metadata={
+            k: dg.MetadataValue.json(v) if isinstance(v, (dict, list)) else v for k, v in r.metadata.items()
+        },
+    )

@@ -12,7 +12,7 @@ import polars as pl
 from newsml_pipeline.core.data.quality import check_min_class_count
 from newsml_pipeline.core.data.splits import build_splits
 from newsml_pipeline.core.registry.model_logging import train_and_log
-from newsml_pipeline.defs.metadata import markdown_table
+from newsml_pipeline.defs.metadata import markdown_table, quality_check_result
 from newsml_pipeline.defs.resources import MlflowResource, NewsmlSettings, WarehouseResource
 
 log = logging.getLogger(__name__)
@@ -99,18 +99,7 @@ def dataset_splits(
         splits.filter(pl.col("split") == "train"), labels=cfg.labels.names, cfg=cfg.quality
     )
     return dg.MaterializeResult(
-        check_results=[
-            dg.AssetCheckResult(
-                check_name=q.name,
-                passed=q.passed,
-                severity=dg.AssetCheckSeverity[q.severity],
-                description=f"train split: {q.description}",
-                metadata={
-                    k: dg.MetadataValue.json(v) if isinstance(v, (dict, list)) else v
-                    for k, v in q.metadata.items()
-                },
-            )
-        ],
+        check_results=[quality_check_result(q, asset=SPLITS_TABLE, prefix="train split: ")],
         metadata={
             "dagster/row_count": dg.MetadataValue.int(len(splits)),
             "split_sizes": dg.MetadataValue.json(dict(splits.group_by("split").len().iter_rows())),
