@@ -2,6 +2,7 @@
 
 import getpass
 import logging
+from datetime import timedelta
 
 import dagster as dg
 
@@ -17,6 +18,10 @@ DEPLOYMENTS_TABLE = "deployments"
 @dg.asset(
     group_name="deployment",
     kinds={"mlflow"},
+    # Retrained weekly (and on drift); a champion older than two weeks means retrains keep failing.
+    freshness_policy=dg.FreshnessPolicy.time_window(
+        fail_window=timedelta(days=15), warn_window=timedelta(days=8)
+    ),
     description=(
         "The model version that serves now: registry alias `champion` on the candidate's version (the "
         "former champion becomes `previous`). Runs only after a passed evaluation_gate; every deployment "

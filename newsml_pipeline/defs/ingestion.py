@@ -1,7 +1,7 @@
 """`raw_articles`: crawl/load the configured sources and store one day's articles in DuckDB."""
 
 import logging
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 import polars as pl
@@ -33,6 +33,10 @@ def build_ingestion_assets(partitions: dg.PartitionsDefinition) -> list[dg.Asset
             "are flagged in near_duplicate_of."
         ),
         tags={"layer": "bronze"},
+        # The daily schedule ingests yesterday at 00:30 UTC; a day and a half without news is a problem.
+        freshness_policy=dg.FreshnessPolicy.time_window(
+            fail_window=timedelta(hours=48), warn_window=timedelta(hours=36)
+        ),
     )
     def raw_articles(
         context: dg.AssetExecutionContext, newsml: NewsmlSettings, warehouse: WarehouseResource
