@@ -6,8 +6,14 @@ not depend on the head's weights, so no training is needed. It is logged as the 
 registered in a temporary MLflow store and made `champion`, so all three paths load
 `models:/<name>@champion` exactly as in production.
 
-    python bench/serve.py [--single 100] [--batch-articles 256] [--batch-size 32] [--max-length 256]
+    python bench/serve.py [--single 100] [--batch-articles 256] [--batch-size 32]
+                          [--precisions auto,fp32,int8] [--lengths 256,128] [--model-dir TRAINED_DIR]
                           [--skip-mlflow-serve] [--corpora PATH]
+
+Rows: the predictor for every serving.precision x serving.max_length asked for (the first is
+the default config), the HTTP endpoint over the first predictor, and `mlflow models serve`
+(the logged pyfunc, its own process, default workers). With --model-dir (a trained classifier,
+e.g. bench/train.py's output) it also reports accuracy against the BBC gold labels.
 
 Targets (2 cores): predictor p50 <= 20 ms for one article (<= 256 tokens); >= 100 articles/s batched.
 """
@@ -42,17 +48,15 @@ NAME = "bench-serve-classifier"
 
 
 def load_articles(corpora: Path, n: int) -> list[dict]:
+    """n unique BBC articles spread over the whole file (it is sorted by topic), with gold labels."""
     path = corpora / "bbc_news" / "bbc_news.jsonl.gz"
     if not path.exists():
         raise SystemExit(f"BBC corpus not found at {path}; pass --corpora /path/to/shared/corpora")
-    rows = []
     with gzip.open(path, "rt", encoding="utf-8") as fh:
-        for line in fh:
-            r = json.loads(line)
-            rows.append({"title": r["title"], "text": r["text"]})
-            if len(rows) >= n:
-                break
-    return rows
+        rows = [json.loads(line) for line in fh]
+    rows = [r for r in rows if not r.get("duplicate_of")]
+    step = max(1, len(rows) // n)
+    return [{"title": r["title"], "text": r["text"], "gold": r["label"]} for r in rows[::step][:n]]
 
 
 def build_model_dir(out: Path, labels: list[str]) -> Path:
@@ -223,11 +227,17 @@ def main() -> int:
     ap.add_argument("--single", type=int, default=100, help="articles timed one by one")
     ap.add_argument("--batch-articles", type=int, default=256, help="articles for the throughput run")
     ap.add_argument("--batch-size", type=int, default=32, help="articles per request / predict call")
-    ap.add_argument("--max-length", type=int, default=256, help="tokens per article")
+    ap.add_argument("--max-length", type=int, default=256, help="tokens per article logged with the pyfunc")
     ap.add_argument(
-        "--precisions",
-        default="auto,fp32,int8",
-        help="serving.precision values timed through the predictor (the first one serves HTTP)",
+        "--precisions", default="auto,fp32,int8", help="serving.precision values for the predictor"
+    )
+    ap.add_argument("--lengths", default="256,128", help="serving max_length values for the predictor")
+    ap.add_argument(
+        "--model-dir",
+        type=Path,
+        default=None,
+        help="a trained classifier dir (e.g. from bench/train.py) to also report accuracy vs gold; "
+        "default: MiniLM with an untrained head (latency only)",
     )
     ap.add_argument("--skip-mlflow-serve", action="store_true")
     ap.add_argument("--mlflow-serve-timeout", type=float, default=240)
@@ -241,117 +251,131 @@ def main() -> int:
     import torch
 
     from newsml_pipeline.core.serving.predictor import ChampionResolver, Predictor
+    from newsml_pipeline.core.training.inputs import format_input
 
     cfg = load_config()
     labels_cfg: LabelsConfig = cfg.labels
-    articles = load_articles(args.corpora, max(args.single, args.batch_articles) + 5)
-    single, many = articles[: args.single], articles[: args.batch_articles]
+    articles = load_articles(args.corpora, max(args.single, args.batch_articles))
+    single, many = (
+        articles[:: max(1, len(articles) // args.single)][: args.single],
+        articles[: args.batch_articles],
+    )
+    gold = [a["gold"] for a in many]
+    precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
+    lengths_to_try = [int(x) for x in args.lengths.split(",") if x.strip()]
 
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
         tmp_path = Path(tmp)
         uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-        model_dir = build_model_dir(tmp_path / "minilm-untrained-head", labels_cfg.names)
+        if args.model_dir is not None:
+            model_dir, model_desc = args.model_dir, f"trained classifier {args.model_dir}"
+        else:
+            model_dir = build_model_dir(tmp_path / "minilm-untrained-head", labels_cfg.names)
+            model_desc = "MiniLM-L6 + untrained 5-class head (latency only)"
         version = register_champion(model_dir, uri, tmp_path / "artifacts", args.max_length)
-        precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
-        results: dict[str, dict] = {}
-        predictors = {}
-        for precision in precisions:
-            serving = ServingConfig(batch_size=args.batch_size, reload_interval_s=3600, precision=precision)
-            t0 = time.perf_counter()
-            predictor = Predictor(
-                resolver=ChampionResolver(
-                    tracking_uri=uri, registered_model=NAME, cache_dir=tmp_path / "cache"
-                ),
-                labels_cfg=labels_cfg,
-                serving_cfg=serving,
-                max_length=args.max_length,
-            )
-            load_s = time.perf_counter() - t0
-            assert predictor.model_version == version, (predictor.model_version, version)
-            predictors[precision] = predictor
-            log.info("predictor %s (model load %.1fs) ...", precision, load_s)
-            key = f"predictor ({precision})"
-            results[key] = bench_predictor(predictor, single, many, args.batch_size)
-            results[key]["startup_s"] = round(load_s, 1)
-        predictor = predictors[precisions[0]]
-        reference = predictors[precisions[0]].predict(many)
-        for precision, other in predictors.items():
-            answers = other.predict(many)
-            results[f"predictor ({precision})"]["label_agreement_vs_" + precisions[0]] = round(
-                float(np.mean([a["label"] == b["label"] for a, b in zip(answers, reference, strict=True)])), 4
-            )
-            results[f"predictor ({precision})"]["max_abs_score_diff_vs_" + precisions[0]] = round(
-                float(
-                    max(
-                        abs(a["scores"][k] - b["scores"][k])
-                        for a, b in zip(answers, reference, strict=True)
-                        for k in a["scores"]
-                    )
-                ),
-                4,
-            )
-        tok = predictor._backend.tokenizer  # noqa: SLF001 - only to report the token lengths measured
-        from newsml_pipeline.core.training.inputs import format_input
 
-        lengths = [
-            min(len(tok(format_input(a["title"], a["text"]))["input_ids"]), args.max_length) for a in single
-        ]
+        results: dict[str, dict] = {}
+        predictors: dict[str, Predictor] = {}
+        reference = None
+        for length in lengths_to_try:
+            for precision in precisions:
+                serving = ServingConfig(
+                    batch_size=args.batch_size, reload_interval_s=3600, precision=precision
+                )
+                t0 = time.perf_counter()
+                pred = Predictor(
+                    resolver=ChampionResolver(
+                        tracking_uri=uri, registered_model=NAME, cache_dir=tmp_path / "cache"
+                    ),
+                    labels_cfg=labels_cfg,
+                    serving_cfg=serving,
+                    max_length=length,
+                )
+                load_s = time.perf_counter() - t0
+                assert pred.model_version == version, (pred.model_version, version)
+                key = f"predictor {precision}@{length}"
+                predictors[key] = pred
+                log.info("%s (model load %.1fs) ...", key, load_s)
+                r = bench_predictor(pred, single, many, args.batch_size)
+                r["startup_s"] = round(load_s, 1)
+                answers = pred.predict(many)
+                reference = reference or answers
+                r["agreement_vs_first"] = round(
+                    float(
+                        np.mean([a["label"] == b["label"] for a, b in zip(answers, reference, strict=True)])
+                    ),
+                    4,
+                )
+                if args.model_dir is not None:
+                    r["accuracy_vs_gold"] = round(
+                        float(np.mean([a["label"] == g for a, g in zip(answers, gold, strict=True)])), 4
+                    )
+                results[key] = r
+        first_key = next(iter(predictors))
+        predictor = predictors[first_key]
+        tok = predictor._backend.tokenizer  # noqa: SLF001 - only to report the token lengths measured
+        n_tokens = [len(tok(format_input(a["title"], a["text"]))["input_ids"]) for a in single]
         log.info("HTTP endpoint ...")
-        results[f"http ({precisions[0]})"] = bench_http(predictor, single, many, args.batch_size)
+        results[f"http {first_key.split()[1]}"] = bench_http(predictor, single, many, args.batch_size)
         if not args.skip_mlflow_serve:
             log.info("mlflow models serve ...")
             try:
-                results["mlflow models serve"] = bench_mlflow_serve(
+                results[f"mlflow models serve @{args.max_length}"] = bench_mlflow_serve(
                     uri, single, many, args.batch_size, args.mlflow_serve_timeout
                 )
             except RuntimeError as e:
                 log.error("%s", e)
-                results["mlflow models serve"] = {"error": str(e)[-500:]}
+                results[f"mlflow models serve @{args.max_length}"] = {"error": str(e)[-500:]}
 
-    header = f"{'path':<22} {'p50 ms':>8} {'p95 ms':>8} {'mean ms':>8} {'articles/s':>11} {'startup s':>10}"
     print()
     print(
-        f"serving benchmark: MiniLM-L6 + untrained 5-class head, max_length {args.max_length}, "
-        f"{len(single)} single articles (mean {statistics.fmean(lengths):.0f} tokens, "
-        f"{sum(n >= args.max_length for n in lengths)} truncated), "
-        f"{len(many)} articles batched by {args.batch_size}"
+        f"serving benchmark: {model_desc}; {len(single)} single BBC articles (mean {statistics.fmean(n_tokens):.0f} "
+        f"tokens before truncation), {len(many)} articles batched by {args.batch_size}"
     )
     print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}"
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores, {platform.machine()}"
+    )
+    header = (
+        f"{'path precision@tokens':<26} {'p50 ms':>8} {'p95 ms':>8} {'mean ms':>8} {'articles/s':>11} "
+        f"{'startup s':>10} {'agree':>6} {'acc':>6}"
     )
     print(header)
     print("-" * len(header))
     for name, r in results.items():
         if "error" in r:
-            print(f"{name:<22} ERROR: {r['error'][:80]}")
+            print(f"{name:<26} ERROR: {r['error'][:80]}")
             continue
+        agree = f"{r['agreement_vs_first']:.3f}" if "agreement_vs_first" in r else "-"
+        acc = f"{r['accuracy_vs_gold']:.3f}" if "accuracy_vs_gold" in r else "-"
         print(
-            f"{name:<22} {r['p50_ms']:>8.1f} {r['p95_ms']:>8.1f} {r['mean_ms']:>8.1f} "
-            f"{r['articles_per_s']:>11.1f} {r.get('startup_s', float('nan')):>10.1f}"
+            f"{name:<26} {r['p50_ms']:>8.1f} {r['p95_ms']:>8.1f} {r['mean_ms']:>8.1f} {r['articles_per_s']:>11.1f} "
+            f"{r.get('startup_s', float('nan')):>10.1f} {agree:>6} {acc:>6}"
         )
-    p = results[f"predictor ({precisions[0]})"]
-    best = min((r for k, r in results.items() if k.startswith("predictor")), key=lambda r: r["p50_ms"])
     print(
-        "(the untrained head makes label agreement between precisions a weak check; the score diff is the one to read)"
+        f"agree = label agreement with {first_key} on the {len(many)} batched articles; acc = accuracy vs BBC gold "
+        "(only with --model-dir; those articles may include the model's training rows)"
     )
-    print(f"fastest predictor precision: p50 {best['p50_ms']} ms, {best['articles_per_s']} articles/s")
+    p = results[first_key]
     print(
-        f"\ntargets: predictor p50 <= 20 ms -> {'MET' if p['p50_ms'] <= 20 else 'MISSED'} ({p['p50_ms']} ms); "
-        f">= 100 articles/s batched -> {'MET' if p['articles_per_s'] >= 100 else 'MISSED'} ({p['articles_per_s']})"
+        f"targets ({first_key} = the default config): p50 <= 20 ms -> "
+        f"{'MET' if p['p50_ms'] <= 20 else 'MISSED'} ({p['p50_ms']} ms); >= 100 articles/s batched -> "
+        f"{'MET' if p['articles_per_s'] >= 100 else 'MISSED'} ({p['articles_per_s']})"
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
         json.dumps(
             {
-                "model": "all-MiniLM-L6-v2 + untrained head (latency does not depend on head weights)",
-                "max_length": args.max_length,
+                "command": " ".join(["python", "bench/serve.py", *sys.argv[1:]]),
+                "model": model_desc,
+                "pyfunc_max_length": args.max_length,
                 "batch_size": args.batch_size,
                 "single_articles": len(single),
-                "mean_tokens": round(statistics.fmean(lengths), 1),
+                "mean_tokens_before_truncation": round(statistics.fmean(n_tokens), 1),
                 "batched_articles": len(many),
                 "torch_threads": torch.get_num_threads(),
                 "cpu_cores": os.cpu_count(),
                 "precisions": precisions,
+                "lengths": lengths_to_try,
                 "results": results,
             },
             indent=2,

@@ -244,6 +244,8 @@ class ServingConfig(_Strict):
     # Inference precision of the served transformer: auto = bf16 autocast where the CPU/GPU has
     # native bf16, else fp32; int8 = dynamic int8 quantization of the linear layers (CPU only).
     precision: Literal["auto", "fp32", "bf16", "int8"] = "auto"
+    # Tokens per article at serving time; null = training.max_length (what the gate evaluated).
+    max_length: int | None = Field(default=None, ge=8)
 
 
 class NewsmlConfig(_Strict):

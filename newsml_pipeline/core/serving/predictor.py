@@ -297,7 +297,7 @@ class Predictor:
             registered_model=cfg.mlflow.registered_model,
             cache_dir=settings.models_dir / "serving-cache",
         )
-        kwargs.setdefault("max_length", cfg.training.max_length)
+        kwargs.setdefault("max_length", cfg.serving.max_length or cfg.training.max_length)
         return cls(resolver=resolver, labels_cfg=cfg.labels, serving_cfg=cfg.serving, **kwargs)
 
     @property
