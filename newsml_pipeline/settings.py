@@ -130,6 +130,9 @@ class LabelsConfig(_Strict):
     # Tokens of title + lead embedded for zero-shot votes; bf16 autocast where the CPU/GPU has it.
     embedding_max_tokens: int = Field(default=128, ge=16, le=512)
     embedding_bf16: bool = True
+    # Batches of at least this many articles run spaCy (keywords + NER) in one worker process,
+    # concurrently with the embedder; smaller ones (serving requests) in-process. null = never.
+    spacy_worker_min_articles: int | None = Field(default=200, ge=1)
 
     @field_validator("categories")
     @classmethod

@@ -18,49 +18,44 @@ import polars as pl
 
 from newsml_pipeline.core.data.schema import LABELED_ARTICLES, conform, empty
 from newsml_pipeline.core.labeling import nlp_cache
-from newsml_pipeline.core.labeling.functions.entities import agreement_targets, entity_profiles, entity_votes
-from newsml_pipeline.core.labeling.functions.keywords import keyword_votes
+from newsml_pipeline.core.labeling.functions.entities import agreement_targets, entity_votes
 from newsml_pipeline.core.labeling.functions.url_section import url_section_votes
 from newsml_pipeline.core.labeling.functions.zero_shot import zero_shot_scores, zero_shot_votes_from_scores
 from newsml_pipeline.core.labeling.label_model import DawidSkene, labels_from_proba, majority_vote
-from newsml_pipeline.core.labeling.lemmas import Lemmatizer
 from newsml_pipeline.core.labeling.schema import ABSTAIN, LabelSchema
+from newsml_pipeline.core.labeling.spacy_stage import lemmatizer, start_spacy_features
 from newsml_pipeline.settings import LabelsConfig
 
 log = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("article_id", "title", "text")
 
-_LEMMATIZERS: dict[int, Lemmatizer] = {}
-
-
-def _lemmatizer() -> Lemmatizer:
-    nlp = nlp_cache.spacy_ner()
-    lem = _LEMMATIZERS.get(id(nlp))
-    if lem is None:
-        lem = _LEMMATIZERS[id(nlp)] = Lemmatizer(nlp)
-    return lem
+# Kept importable here: the evaluation baselines and tests use it.
+_lemmatizer = lemmatizer
 
 
 def compute_votes(
     titles: list[str], texts: list[str], urls: list[str | None], *, labels_cfg: LabelsConfig
 ) -> tuple[np.ndarray, list[str], dict[str, Any]]:
     """Vote matrix (n, m) of the configured functions (in config order), their names, and
-    per-function info (timings, the entity model's teacher size)."""
+    per-function info (timings, the entity model's teacher size).
+
+    The spaCy work (keywords, NER profiles) starts first (in a worker process for large
+    batches, see `spacy_stage`) so that it overlaps the sentence embedder running here.
+    """
     schema = LabelSchema.from_config(labels_cfg)
     names = list(labels_cfg.functions)
     cols: dict[str, np.ndarray] = {}
     info: dict[str, Any] = {}
     n = len(titles)
+    job = start_spacy_features(
+        titles, texts, labels_cfg=labels_cfg, keywords="keywords" in names, entities="entities" in names
+    )
     for fn in names:
-        if fn == "entities":
+        if fn in ("keywords", "entities"):
             continue
         t0 = time.perf_counter()
-        if fn == "keywords":
-            cols[fn] = keyword_votes(
-                titles, texts, schema=schema, lemmatizer=_lemmatizer(), title_weight=labels_cfg.title_weight
-            )
-        elif fn == "url_section":
+        if fn == "url_section":
             cols[fn] = url_section_votes(urls, schema=schema)
         elif fn == "zero_shot":
             sims = zero_shot_scores(
@@ -75,31 +70,36 @@ def compute_votes(
         else:  # pragma: no cover - the config model only admits the four names
             raise ValueError(f"unknown labeling function {fn!r}")
         info[fn] = {"seconds": round(time.perf_counter() - t0, 3)}
-        log.info(
-            "labeling function %s: %d/%d votes in %.1fs",
-            fn,
-            int((cols[fn] != ABSTAIN).sum()),
-            n,
-            info[fn]["seconds"],
-        )
+        _log_votes(fn, cols[fn], info[fn]["seconds"])
+    t0 = time.perf_counter()
+    feats = job.result()
+    wait_s = round(time.perf_counter() - t0, 3)
+    if "keywords" in names:
+        cols["keywords"] = feats.keyword_votes
+        info["keywords"] = {"seconds": feats.seconds["keywords"], "in_worker": feats.in_worker}
+        _log_votes("keywords", cols["keywords"], feats.seconds["keywords"])
     if "entities" in names:
         t0 = time.perf_counter()
-        others = (
-            np.stack([cols[f] for f in names if f in cols], axis=1) if cols else np.zeros((n, 0), np.int64)
+        others = np.stack([cols[f] for f in names if f != "entities"], axis=1) if len(names) > 1 else None
+        if others is None:
+            others = np.zeros((n, 0), np.int64)
+        cols["entities"], ent_info = entity_votes(
+            feats.entity_profiles, agreement_targets(others), k=schema.k
         )
-        profiles, _ = entity_profiles(
-            titles, texts, nlp=nlp_cache.spacy_ner(), max_chars=labels_cfg.entity_chars
-        )
-        cols["entities"], ent_info = entity_votes(profiles, agreement_targets(others), k=schema.k)
-        info["entities"] = {"seconds": round(time.perf_counter() - t0, 3), **ent_info}
-        log.info(
-            "labeling function entities: %d/%d votes in %.1fs",
-            int((cols["entities"] != ABSTAIN).sum()),
-            n,
-            info["entities"]["seconds"],
-        )
+        secs = round(feats.seconds["entities_ner"] + time.perf_counter() - t0, 3)
+        info["entities"] = {"seconds": secs, "in_worker": feats.in_worker, **ent_info}
+        _log_votes("entities", cols["entities"], secs)
+    if feats.in_worker:
+        # Time the embedder's side waited for the spaCy worker (0 = spaCy fully overlapped).
+        info["spacy_worker_wait_s"] = wait_s
     votes = np.stack([cols[f] for f in names], axis=1) if names else np.zeros((n, 0), np.int64)
     return votes.astype(np.int64), names, info
+
+
+def _log_votes(fn: str, votes: np.ndarray, seconds: float) -> None:
+    log.info(
+        "labeling function %s: %d/%d votes in %.1fs", fn, int((votes != ABSTAIN).sum()), len(votes), seconds
+    )
 
 
 def combine_votes(
