@@ -4,7 +4,7 @@ Reports accuracy vs gold (overall and per class), coverage, each labeling functi
 accuracy/coverage, the Dawid-Skene label model beside a plain majority vote, and articles/s end
 to end (spaCy + embeddings + label model; one-time model loading is timed separately).
 
-    python bench/labeling.py [--limit N] [--config PATH] [--corpus PATH]
+    python bench/labeling.py [--limit N] [--config PATH] [--corpus PATH] [--compare]
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 from newsml_pipeline.core.labeling import nlp_cache  # noqa: E402
 from newsml_pipeline.core.labeling.pipeline import combine_votes, label_articles  # noqa: E402
 from newsml_pipeline.core.labeling.schema import ABSTAIN, LabelSchema  # noqa: E402
+from newsml_pipeline.core.labeling.spacy_stage import shutdown_worker  # noqa: E402
 from newsml_pipeline.settings import DEFAULT_CONFIG_PATH, load_config  # noqa: E402
 
 DEFAULT_CORPUS = ROOT.parent / "shared" / "corpora" / "bbc_news" / "bbc_news.jsonl.gz"
@@ -72,6 +73,11 @@ def main() -> int:
     ap.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     ap.add_argument("--config", type=Path, default=DEFAULT_CONFIG_PATH)
     ap.add_argument("--limit", type=int, default=None, help="first N articles only")
+    ap.add_argument(
+        "--compare",
+        action="store_true",
+        help="also time spaCy in-process (sequential) and the worker with 1 torch thread, same run",
+    )
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "labeling.json")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -88,6 +94,31 @@ def main() -> int:
     nlp_cache.spacy_ner()
     nlp_cache.sentence_model(labels_cfg.embedding_model)
     load_s = time.perf_counter() - t0
+
+    variants = {}
+    if args.compare:
+        import torch
+
+        threads = torch.get_num_threads()
+        for name, cfg_v, n_threads in (
+            ("spaCy in-process, sequential", {"spacy_worker_min_articles": None}, threads),
+            ("spaCy worker, torch 1 thread", {}, 1),
+        ):
+            shutdown_worker()
+            torch.set_num_threads(n_threads)
+            t0 = time.perf_counter()
+            _, rep = label_articles(raw, labels_cfg=labels_cfg.model_copy(update=cfg_v))
+            variants[name] = {
+                "seconds": round(time.perf_counter() - t0, 2),
+                "articles_per_s": round(raw.height / (time.perf_counter() - t0), 1),
+                "coverage": rep["coverage"],
+                "accuracy_vs_gold": rep["accuracy_vs_gold"],
+                "stage_seconds": {f: rep["functions"][f].get("seconds") for f in rep["functions"]},
+                "torch_threads": n_threads,
+                "load_average_1m": os.getloadavg()[0],
+            }
+        torch.set_num_threads(threads)
+        shutdown_worker()
 
     t0 = time.perf_counter()
     labeled, report = label_articles(raw, labels_cfg=labels_cfg)
@@ -136,6 +167,11 @@ def main() -> int:
         "cpu_count": os.cpu_count(),
         "machine": platform.processor() or platform.machine(),
         "stage_seconds": {f: report["functions"][f].get("seconds") for f in names},
+        # spaCy stages run in a worker process concurrently with zero_shot when in_worker is true,
+        # so stage seconds overlap; the wait is how long the embedder's side waited for spaCy.
+        "spacy_in_worker": bool(report["functions"].get("keywords", {}).get("in_worker")),
+        "spacy_worker_wait_s": report.get("spacy_worker_wait_s"),
+        "labels_config": labels_cfg.model_dump(exclude={"categories"}),
     }
 
     def fmt(x: float | None) -> str:
@@ -162,8 +198,22 @@ def main() -> int:
             f"{c:24}{fmt(result['label_model']['per_class_accuracy'][c]):>9}{fmt(result['majority_vote']['per_class_accuracy'][c]):>9}"
         )
     print(
-        f"\nend to end: {result['articles_per_s']} articles/s ({run_s:.1f} s; model load {load_s:.1f} s, not included)"
+        f"\nend to end: {result['articles_per_s']} articles/s ({run_s:.1f} s; model load {load_s:.1f} s, "
+        f"not included; load average {result['load_average_1m']:.2f} on {result['cpu_count']} cores)"
     )
+    if result["spacy_in_worker"]:
+        print(
+            f"spaCy ran in a worker process; the embedder then waited {result['spacy_worker_wait_s']} s for it"
+        )
+    if variants:
+        result["variants"] = variants
+        print(f"\n{'variant (same run)':32}{'art/s':>7}{'coverage':>9}{'acc(cov)':>9}  stage seconds")
+        for name, v in variants.items():
+            stages = " ".join(f"{f}={s}" for f, s in v["stage_seconds"].items() if f != "url_section")
+            print(
+                f"{name:32}{v['articles_per_s']:7.1f}{fmt(v['coverage']):>9}{fmt(v['accuracy_vs_gold']):>9}  {stages}"
+            )
+        print(f"{'default config (table above)':32}{result['articles_per_s']:7.1f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     print(f"wrote {args.out}")

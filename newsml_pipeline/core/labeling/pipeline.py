@@ -187,6 +187,8 @@ def build_report(
             m = cg & (gold_idx == i)
             per_class[c] = float((labels[m] == i).mean()) if m.any() else None
         report["accuracy_vs_gold_per_class"] = per_class
+    if "spacy_worker_wait_s" in info:
+        report["spacy_worker_wait_s"] = info["spacy_worker_wait_s"]
     if model_info.get("em_iterations") is not None:
         report["em_iterations"] = model_info["em_iterations"]
     return report
