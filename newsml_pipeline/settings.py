@@ -133,6 +133,9 @@ class LabelsConfig(_Strict):
     # Batches of at least this many articles run spaCy (keywords + NER) in one worker process,
     # concurrently with the embedder; smaller ones (serving requests) in-process. null = never.
     spacy_worker_min_articles: int | None = Field(default=200, ge=1)
+    # torch threads of the embedder; null = all cores, minus one while the spaCy worker runs
+    # (measured: 2 threads beside the worker on 2 cores oversubscribe and run ~2x slower).
+    embedding_threads: int | None = Field(default=None, ge=1)
 
     @field_validator("categories")
     @classmethod

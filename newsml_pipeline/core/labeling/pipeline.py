@@ -8,9 +8,11 @@ model and leaves an article unlabelled (null) where the combined confidence is b
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -58,18 +60,21 @@ def compute_votes(
         if fn == "url_section":
             cols[fn] = url_section_votes(urls, schema=schema)
         elif fn == "zero_shot":
-            sims = zero_shot_scores(
-                titles,
-                texts,
-                schema=schema,
-                model=nlp_cache.sentence_model(labels_cfg.embedding_model),
-                max_tokens=labels_cfg.embedding_max_tokens,
-                bf16=labels_cfg.embedding_bf16,
-            )
+            with _torch_threads(labels_cfg.embedding_threads, beside_worker=job.in_worker) as threads_used:
+                sims = zero_shot_scores(
+                    titles,
+                    texts,
+                    schema=schema,
+                    model=nlp_cache.sentence_model(labels_cfg.embedding_model),
+                    max_tokens=labels_cfg.embedding_max_tokens,
+                    bf16=labels_cfg.embedding_bf16,
+                )
             cols[fn] = zero_shot_votes_from_scores(sims)
         else:  # pragma: no cover - the config model only admits the four names
             raise ValueError(f"unknown labeling function {fn!r}")
         info[fn] = {"seconds": round(time.perf_counter() - t0, 3)}
+        if fn == "zero_shot":
+            info[fn]["torch_threads"] = threads_used
         _log_votes(fn, cols[fn], info[fn]["seconds"])
     t0 = time.perf_counter()
     feats = job.result()
@@ -94,6 +99,25 @@ def compute_votes(
         info["spacy_worker_wait_s"] = wait_s
     votes = np.stack([cols[f] for f in names], axis=1) if names else np.zeros((n, 0), np.int64)
     return votes.astype(np.int64), names, info
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int | None, *, beside_worker: bool) -> Iterator[int]:
+    """Set torch's intra-op threads for the embedder: `threads`, or else one fewer than now
+    while the spaCy worker occupies a core (torch's thread team slows down badly when a core
+    it spins on is taken), and restore the previous count afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    want = threads if threads is not None else (max(1, before - 1) if beside_worker else before)
+    if want != before:
+        torch.set_num_threads(want)
+        log.info("embedder uses %d torch threads (was %d)", want, before)
+    try:
+        yield want
+    finally:
+        if want != before:
+            torch.set_num_threads(before)
 
 
 def _log_votes(fn: str, votes: np.ndarray, seconds: float) -> None:

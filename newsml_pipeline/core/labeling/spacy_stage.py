@@ -119,6 +119,11 @@ class SpacyJob:
         self._inline = run_inline
         self._future = future
 
+    @property
+    def in_worker(self) -> bool:
+        """True while/when the work runs in the worker process (concurrently with the caller)."""
+        return self._future is not None
+
     def result(self) -> SpacyFeatures:
         if self._future is None:
             return self._inline()

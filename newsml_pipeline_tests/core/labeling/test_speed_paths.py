@@ -1,6 +1,7 @@
 """The speed path (spaCy in a worker process) gives the same labels as the in-process one."""
 
 import polars as pl
+import torch
 
 from newsml_pipeline.core.labeling.pipeline import label_articles
 from newsml_pipeline.core.labeling.spacy_stage import shutdown_worker
@@ -36,6 +37,10 @@ def test_spacy_worker_gives_the_same_labels_as_in_process(bbc_rows):
     assert r_worker["functions"]["entities"]["in_worker"] is True
     assert "spacy_worker_wait_s" in r_worker and "spacy_worker_wait_s" not in r_inline
     assert worker.equals(inline)
+    # The embedder leaves the worker a core while it runs, and gives it back afterwards.
+    threads = torch.get_num_threads()
+    assert r_worker["functions"]["zero_shot"]["torch_threads"] == max(1, threads - 1)
+    assert r_inline["functions"]["zero_shot"]["torch_threads"] == threads
 
 
 def test_small_batches_stay_in_process(bbc_rows):
