@@ -145,7 +145,22 @@ def test_schema_switch_via_yaml_only(bbc_rows, tmp_path):
     assert set(report["class_distribution"]) == {"world", "sports", "business", "sci-tech"}
     assert set(labeled["label"].drop_nulls()) <= {"world", "sports", "business", "sci-tech"}
     assert report["accuracy_vs_gold"] >= 0.75, report
-    joined = labeled.join(raw.select("article_id", "partition_date"), on="article_id", suffix="_raw")
+    # The columns the Dagster layer's SQL hands to build_splits (labeled joined with raw).
+    joined = labeled.select("article_id", pl.col("label").alias("auto_label"), "confidence").join(
+        raw.select(
+            "article_id",
+            "partition_date",
+            "title",
+            "text",
+            "url",
+            pl.lit("bbc").alias("source"),
+            pl.col("article_id").alias("content_hash"),
+            pl.lit(None, dtype=pl.String).alias("near_duplicate_of"),
+            pl.col("gold_label").alias("source_gold_label"),
+            pl.lit(None, dtype=pl.String).alias("feedback_label"),
+        ),
+        on="article_id",
+    )
     splits, split_report = build_splits(
         joined, splits_cfg=SplitsConfig(**schema["splits"]), labels=cfg.labels.names, today=date(2026, 1, 1)
     )
