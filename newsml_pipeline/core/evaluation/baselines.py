@@ -32,21 +32,13 @@ def _texts(rows: pl.DataFrame) -> tuple[list[str], list[str]]:
 
 
 def zero_shot_predictions(rows: pl.DataFrame, *, labels_cfg: LabelsConfig) -> ModelPredictions:
-    from newsml_pipeline.core.labeling import nlp_cache
-    from newsml_pipeline.core.labeling.functions.zero_shot import zero_shot_scores
+    from newsml_pipeline.core.labeling.functions.zero_shot import configured_zero_shot_scores
     from newsml_pipeline.core.labeling.schema import LabelSchema
 
     t0 = time.perf_counter()
     schema = LabelSchema.from_config(labels_cfg)
     titles, texts = _texts(rows)
-    sims = zero_shot_scores(
-        titles,
-        texts,
-        schema=schema,
-        model=nlp_cache.sentence_model(labels_cfg.embedding_model),
-        max_tokens=labels_cfg.embedding_max_tokens,
-        bf16=labels_cfg.embedding_bf16,
-    )
+    sims = configured_zero_shot_scores(titles, texts, labels_cfg=labels_cfg, schema=schema)
     pred = [schema.names[i] for i in np.asarray(sims).argmax(axis=1)]
     return ModelPredictions("baseline:zero_shot", pred, None, seconds=time.perf_counter() - t0)
 

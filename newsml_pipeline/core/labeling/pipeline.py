@@ -23,10 +23,12 @@ import numpy as np
 import polars as pl
 
 from newsml_pipeline.core.data.schema import LABELED_ARTICLES, conform, empty
-from newsml_pipeline.core.labeling import nlp_cache
 from newsml_pipeline.core.labeling.functions.entities import agreement_targets, entity_votes
 from newsml_pipeline.core.labeling.functions.url_section import url_section_votes
-from newsml_pipeline.core.labeling.functions.zero_shot import zero_shot_scores, zero_shot_votes_from_scores
+from newsml_pipeline.core.labeling.functions.zero_shot import (
+    configured_zero_shot_scores,
+    zero_shot_votes_from_scores,
+)
 from newsml_pipeline.core.labeling.label_model import DawidSkene, labels_from_proba, majority_vote
 from newsml_pipeline.core.labeling.schema import ABSTAIN, LabelSchema
 from newsml_pipeline.core.labeling.spacy_stage import lemmatizer, start_spacy_features
@@ -65,14 +67,7 @@ def compute_votes(
             cols[fn] = url_section_votes(urls, schema=schema)
         elif fn == "zero_shot":
             with _torch_threads(labels_cfg.embedding_threads, beside_worker=job.in_worker) as threads_used:
-                sims = zero_shot_scores(
-                    titles,
-                    texts,
-                    schema=schema,
-                    model=nlp_cache.sentence_model(labels_cfg.embedding_model),
-                    max_tokens=labels_cfg.embedding_max_tokens,
-                    bf16=labels_cfg.embedding_bf16,
-                )
+                sims = configured_zero_shot_scores(titles, texts, labels_cfg=labels_cfg, schema=schema)
             cols[fn] = zero_shot_votes_from_scores(sims)
         else:  # pragma: no cover - the config model only admits the four names
             raise ValueError(f"unknown labeling function {fn!r}")

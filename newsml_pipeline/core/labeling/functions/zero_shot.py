@@ -84,3 +84,23 @@ def zero_shot_votes_from_scores(sims: np.ndarray, *, min_margin: float = 0.01) -
     votes = sims.argmax(axis=1).astype(np.int64)
     votes[(order[:, -1] - order[:, -2]) < min_margin] = ABSTAIN
     return votes
+
+
+def configured_zero_shot_scores(
+    titles: Sequence[str], texts: Sequence[str], *, labels_cfg: Any, schema: LabelSchema | None = None
+) -> np.ndarray:
+    """zero_shot_scores with the model and settings of `labels` in the config.
+
+    The one place both the labeler's zero-shot vote and the evaluation's zero-shot baseline come
+    from, so the baseline is exactly the computation the labeler uses. Returns [n, k] similarities.
+    """
+    from newsml_pipeline.core.labeling import nlp_cache
+
+    return zero_shot_scores(
+        titles,
+        texts,
+        schema=schema or LabelSchema.from_config(labels_cfg),
+        model=nlp_cache.sentence_model(labels_cfg.embedding_model),
+        max_tokens=labels_cfg.embedding_max_tokens,
+        bf16=labels_cfg.embedding_bf16,
+    )
