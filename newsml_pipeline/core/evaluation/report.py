@@ -117,27 +117,21 @@ def evaluate_models(
         for name, p in models.items()
     }
     metric = gate_cfg.metric
-    intervals = {
-        "candidate_vs_baseline": paired_bootstrap(
+
+    def versus(other: ModelPredictions) -> BootstrapInterval:
+        return paired_bootstrap(
             gold,
             candidate.labels,
-            baseline.labels,
+            other.labels,
             labels=labels,
             metric=metric,
             n_samples=gate_cfg.bootstrap_samples,
             seed=gate_cfg.seed,
         )
-    }
+
+    intervals = {"candidate_vs_baseline": versus(baseline)}
     if champion is not None:
-        intervals["candidate_vs_champion"] = paired_bootstrap(
-            gold,
-            candidate.labels,
-            champion.labels,
-            labels=labels,
-            metric=metric,
-            n_samples=gate_cfg.bootstrap_samples,
-            seed=gate_cfg.seed,
-        )
+        intervals["candidate_vs_champion"] = versus(champion)
     gate = decide_gate(
         candidate=scores["candidate"],
         baseline=scores["baseline"],
