@@ -38,22 +38,19 @@ def _git_commit() -> str | None:
 
 def labeled_with_raw(wh) -> pl.DataFrame:
     """Every labeled article joined with what splitting and training need from raw_articles."""
+    # Feedback labels come from label_feedback once it exists; before that there are none.
+    if wh.table_exists("label_feedback"):
+        feedback_col, feedback_join = "f.label", "LEFT JOIN label_feedback f USING (article_id)"
+    else:
+        feedback_col, feedback_join = "CAST(NULL AS VARCHAR)", ""
     return wh.query(
-        """
+        f"""
         SELECT l.article_id, l.partition_date, l.label AS auto_label, l.confidence,
                r.title, r.text, r.url, r.source, r.content_hash, r.near_duplicate_of,
-               r.gold_label AS source_gold_label, f.label AS feedback_label
+               r.gold_label AS source_gold_label, {feedback_col} AS feedback_label
         FROM labeled_articles l
         JOIN raw_articles r USING (article_id)
-        LEFT JOIN label_feedback f USING (article_id)
-        """
-        if wh.table_exists("label_feedback")
-        else """
-        SELECT l.article_id, l.partition_date, l.label AS auto_label, l.confidence,
-               r.title, r.text, r.url, r.source, r.content_hash, r.near_duplicate_of,
-               r.gold_label AS source_gold_label, CAST(NULL AS VARCHAR) AS feedback_label
-        FROM labeled_articles l
-        JOIN raw_articles r USING (article_id)
+        {feedback_join}
         """
     )
 
