@@ -266,8 +266,13 @@ def train_classifier(
     ckpt_dir, resume_from = _prepare_checkpoint_dir(
         output_dir, _fingerprint(frame, labels, cfg), resume=resume
     )
+    start_epoch = 0.0
     if resume_from:
         logger.info("resuming from checkpoint %s", resume_from)
+        # read now: save_total_limit may rotate this checkpoint away while training goes on
+        start_epoch = float(
+            json.loads((Path(resume_from) / "trainer_state.json").read_text()).get("epoch") or 0.0
+        )
 
     weights = class_weights(data["train"]["labels"], len(labels)) if cfg.class_weights else None
     args = TrainingArguments(
@@ -339,11 +344,6 @@ def train_classifier(
         train_seconds = time.perf_counter() - t0
         epochs_run = float(trainer.state.epoch or 0.0)
         metrics = _final_metrics(trainer, data, labels)
-    start_epoch = 0.0
-    if resume_from:
-        start_epoch = float(
-            json.loads((Path(resume_from) / "trainer_state.json").read_text()).get("epoch") or 0.0
-        )
     epochs_here = max(epochs_run - start_epoch, 1e-9)
     loop_seconds = max(train_seconds - timing["eval_seconds"], 1e-9)
     metrics["history"] = history
