@@ -33,6 +33,7 @@ import polars as pl
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from newsml_pipeline.core.labeling.label_issues import find_label_issues  # noqa: E402
 from newsml_pipeline.core.training.device import available_cores  # noqa: E402
 from newsml_pipeline.core.training.fine_tune import classification_metrics, train_classifier  # noqa: E402
 from newsml_pipeline.core.training.inputs import format_input  # noqa: E402
@@ -98,15 +99,34 @@ def auto_labels(raw: pl.DataFrame, *, cfg, cache_dir: Path) -> tuple[pl.DataFram
 
 
 def build_frame(
-    raw: pl.DataFrame, auto: pl.DataFrame, *, limit_train: int | None
+    raw: pl.DataFrame, auto: pl.DataFrame, *, limit_train: int | None, drop_label_issues: bool = False
 ) -> tuple[pl.DataFrame, dict]:
-    """dataset_splits-like frame: auto-labels on train (abstentions dropped), gold on val/test."""
+    """dataset_splits-like frame: auto-labels on train (abstentions dropped), gold on val/test.
+
+    With `drop_label_issues`, train rows flagged by `find_label_issues` are dropped, as
+    `dataset_splits` does with `splits.drop_label_issues`."""
     df = raw.join(auto, on="article_id", how="left").with_columns(
         pl.col("article_id").map_elements(assign_split, return_dtype=pl.String).alias("split")
     )
     train = df.filter((pl.col("split") == "train") & pl.col("label").is_not_null())
     if limit_train:
         train = train.sort("article_id").sample(n=min(limit_train, train.height), seed=0)
+    issues_info = {}
+    if drop_label_issues:
+        train = train.sort("article_id")
+        before = train
+        issues = find_label_issues(
+            [format_input(t, x) for t, x in zip(train["title"], train["text"], strict=True)],
+            train["label"].to_list(),
+        )
+        train = train.filter(pl.Series(~issues.flagged))
+        dropped = before.filter(pl.Series(issues.flagged))
+        issues_info = {
+            "label_issues_dropped": issues.count,
+            "label_issues_truly_wrong": float((dropped["label"] != dropped["gold_label"]).mean())
+            if dropped.height
+            else None,
+        }
     evals = df.filter(pl.col("split") != "train").with_columns(pl.col("gold_label").alias("label"))
     info = {
         "train_rows_before_abstain": int(df.filter(pl.col("split") == "train").height),
@@ -114,6 +134,7 @@ def build_frame(
         "auto_label_accuracy_on_train": float((train["label"] == train["gold_label"]).mean()),
         "val_rows": int(evals.filter(pl.col("split") == "val").height),
         "test_rows": int(evals.filter(pl.col("split") == "test").height),
+        **issues_info,
     }
     cols = ["article_id", "split", "label", "title", "text", "gold_label"]
     return pl.concat([train.select(cols), evals.select(cols)]), info
@@ -251,6 +272,11 @@ def main() -> None:
     ap.add_argument("--lora-r", type=int, default=None)
     ap.add_argument("--lr", type=float, default=None, help="LoRA learning rate")
     ap.add_argument("--label-smoothing", type=float, default=None)
+    ap.add_argument(
+        "--drop-label-issues",
+        action="store_true",
+        help="drop train rows whose cross-fitted TF-IDF prediction disagrees with the auto-label",
+    )
     ap.add_argument("--cache-dir", type=Path, default=Path("/tmp/newsml_bench_cache"))
     ap.add_argument("--out-dir", type=Path, default=Path("/tmp/newsml_bench_train"))
     ap.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "train.json")
@@ -261,7 +287,9 @@ def main() -> None:
     labels = cfg.labels.names
     raw = load_bbc(args.corpus)
     auto, label_source = auto_labels(raw, cfg=cfg, cache_dir=args.cache_dir)
-    frame, info = build_frame(raw, auto, limit_train=args.limit_train)
+    frame, info = build_frame(
+        raw, auto, limit_train=args.limit_train, drop_label_issues=args.drop_label_issues
+    )
     log.info("data: %s", info)
 
     tcfg = cfg.training

@@ -42,7 +42,9 @@ def _summarise(result: dg.ExecuteInProcessResult) -> list[str]:
             )
             errors = mat.metadata.get("source_errors")
             if errors is not None and errors.value:
-                lines.append(f"    {errors.value} source error(s): see the asset's `sources` metadata in the UI")
+                lines.append(
+                    f"    {errors.value} source error(s): see the asset's `sources` metadata in the UI"
+                )
         elif event.event_type_value == "ASSET_CHECK_EVALUATION":
             ev = event.event_specific_data
             status = "passed" if ev.passed else "FAILED"

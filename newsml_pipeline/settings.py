@@ -173,6 +173,11 @@ class SplitsConfig(_Strict):
     min_per_class_train: int = Field(default=5, ge=1)
     min_per_class_eval: int = Field(default=2, ge=1)
     train_on_gold: bool = False
+    # Drop auto-labelled train rows that a cross-fitted TF-IDF model disagrees with (likely
+    # labeler mistakes): on BBC it took train labels from 0.909 to 0.971 accurate and LoRA's test
+    # macro-F1 from 0.948 to 0.963 (bench/train.py --drop-label-issues).
+    drop_label_issues: bool = True
+    label_issue_folds: int = Field(default=5, ge=2)
     salt: str = "newsml"
 
 

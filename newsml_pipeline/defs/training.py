@@ -104,6 +104,10 @@ def dataset_splits(
                 {f"{s}/{src}": n for s, src, n in splits.group_by("split", "label_source").len().iter_rows()}
             ),
             "counts_per_class": dg.MetadataValue.md(markdown_table(counts.to_dicts())),
+            "label_issues_dropped": dg.MetadataValue.int(report["dropped"]["label_issue"]),
+            "label_issue_examples": dg.MetadataValue.md(
+                markdown_table(report["label_issues"].get("examples", []))
+            ),
             "report": dg.MetadataValue.json(_jsonable(report)),
         },
     )

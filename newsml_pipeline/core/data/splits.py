@@ -20,6 +20,10 @@ How a row gets its split:
    So a row's bucket never changes; what can change is whether it is usable: a row that gains a
    gold label (new feedback) in a val/test bucket moves from train to evaluation, and a non-gold
    row of such a group is then dropped from train rather than leaked.
+5. Label issues (`splits.drop_label_issues`): auto-labelled train rows whose cross-fitted
+   TF-IDF prediction disagrees with the auto-label are dropped (counted, with examples in the
+   report), never moved to another split; gold train rows are never dropped. Each class keeps at
+   least `min_per_class_train` rows.
 
 Stratification: a class's gold rows fall into val/test in proportion to the bucket fractions
 (the hash is independent of the label), so the test set's class mix follows gold's; the minimum
@@ -36,6 +40,8 @@ from typing import Any
 
 import polars as pl
 
+from newsml_pipeline.core.labeling.label_issues import find_label_issues
+from newsml_pipeline.core.training.inputs import format_input
 from newsml_pipeline.settings import SplitsConfig
 
 log = logging.getLogger(__name__)
@@ -231,6 +237,41 @@ def _split_error_message(
     return "\n".join(lines)
 
 
+def _drop_label_issues(
+    out: pl.DataFrame, windowed: pl.DataFrame, cfg: SplitsConfig, *, examples: int = 20
+) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """Drop auto-labelled train rows flagged by `find_label_issues` (fitted on all train rows)."""
+    train = out.filter(pl.col("split") == "train").join(
+        windowed.select("article_id", "title", "text"), on="article_id", how="left"
+    )
+    if train.height == 0:
+        return out, {"enabled": True, "dropped": 0, "skipped_reason": "no train rows"}
+    issues = find_label_issues(
+        [format_input(t, x) for t, x in zip(train["title"], train["text"], strict=True)],
+        train["label"].to_list(),
+        folds=cfg.label_issue_folds,
+        min_per_class=cfg.min_per_class_train,
+    )
+    flagged = train.with_columns(
+        pl.Series("flagged", issues.flagged),
+        pl.Series("out_of_fold_label", issues.out_of_fold_label, dtype=pl.String),
+    ).filter(pl.col("flagged") & (pl.col("label_source") == "auto"))
+    report: dict[str, Any] = {
+        "enabled": True,
+        "dropped": flagged.height,
+        "train_rows_checked": train.height,
+        "folds": issues.folds,
+        "per_class": dict(Counter(flagged["label"].to_list())),
+        "examples": flagged.head(examples)
+        .select("article_id", "label", "out_of_fold_label", "title")
+        .to_dicts(),
+    }
+    if issues.skipped_reason:
+        report["skipped_reason"] = issues.skipped_reason
+        log.warning("label-issue check skipped: %s", issues.skipped_reason)
+    return out.filter(~pl.col("article_id").is_in(flagged["article_id"].to_list())), report
+
+
 def build_splits(
     frame: pl.DataFrame, *, splits_cfg: SplitsConfig, labels: list[str], today: date
 ) -> tuple[pl.DataFrame, dict[str, Any]]:
@@ -298,6 +339,10 @@ def build_splits(
             rows.append((aid, "train", a, "auto", d, k))
 
     out = pl.DataFrame(rows, schema=OUTPUT_SCHEMA, orient="row").sort("article_id")
+    issues_report: dict[str, Any] = {"enabled": cfg.drop_label_issues}
+    if cfg.drop_label_issues:
+        out, issues_report = _drop_label_issues(out, windowed, cfg)
+        dropped["label_issue"] = issues_report.get("dropped", 0)
     per_class = {
         s: {lab: 0 for lab in labels}
         | dict(out.filter(pl.col("split") == s).group_by("label").len().sort("label").iter_rows())
@@ -321,7 +366,9 @@ def build_splits(
             "abstained": dropped["abstained"],
             "auto_label_outside_schema": dropped["auto_label_outside_schema"],
             "unlabelled_in_eval_group": dropped["unlabelled_in_eval_group"],
+            "label_issue": dropped["label_issue"],
         },
+        "label_issues": issues_report,
         "gold_rows": sum(g is not None for g in gold),
         "gold_per_class": {lab: gold_per_class.get(lab, 0) for lab in labels},
         "gold_used": {s: int(((out["split"] == s) & (out["label_source"] == "gold")).sum()) for s in SPLITS},

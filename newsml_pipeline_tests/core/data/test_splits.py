@@ -71,7 +71,8 @@ _TYPES = {
     "source_gold_label": pl.String,
     "feedback_label": pl.String,
 }
-CFG = SplitsConfig(window_days=None, min_per_class_train=5, min_per_class_eval=2)
+# Synthetic texts carry no topic, so the label-issue filter is off here (tested on BBC below).
+CFG = SplitsConfig(window_days=None, min_per_class_train=5, min_per_class_eval=2, drop_label_issues=False)
 
 
 def test_old_rows_keep_their_split_when_rows_are_added() -> None:
@@ -350,7 +351,7 @@ def _bbc_frame(bbc_rows: list[dict], *, seed: int = 0) -> pl.DataFrame:
 def test_bbc_test_split_class_mix_follows_gold(bbc_rows: list[dict]) -> None:
     frame = _bbc_frame(bbc_rows)
     labels = sorted(frame["source_gold_label"].unique().to_list())
-    cfg = SplitsConfig(window_days=90)
+    cfg = SplitsConfig(window_days=90, drop_label_issues=False)
     out, report = build_splits(frame, splits_cfg=cfg, labels=labels, today=TODAY)
     assert report["window"]["note"].startswith("no row has a partition_date")
     gold_share = {k: v / frame.height for k, v in Counter(frame["source_gold_label"].to_list()).items()}
@@ -387,3 +388,48 @@ def test_large_gold_set_gives_tightly_stratified_eval_splits() -> None:
     assert set(gaps) == {"val", "test"}
     assert max(abs(g) for split in gaps.values() for g in split.values()) < 0.02
     assert report["per_class"]["test"]["tech"] > 100  # the 5% class is there in proportion
+
+
+def test_label_issues_are_dropped_from_train_only_and_are_mostly_real_mistakes(
+    bbc_rows: list[dict],
+) -> None:
+    frame = _bbc_frame(bbc_rows)  # auto-labels: 10% replaced by a random class
+    labels = sorted(frame["source_gold_label"].unique().to_list())
+    gold = dict(frame.select("article_id", "source_gold_label").rows())
+    keep_all, r_off = build_splits(
+        frame, splits_cfg=SplitsConfig(window_days=None, drop_label_issues=False), labels=labels, today=TODAY
+    )
+    pruned, r_on = build_splits(frame, splits_cfg=SplitsConfig(window_days=None), labels=labels, today=TODAY)
+    assert r_off["label_issues"] == {"enabled": False} and r_off["dropped"]["label_issue"] == 0
+    dropped_ids = set(keep_all["article_id"]) - set(pruned["article_id"])
+    assert len(dropped_ids) == r_on["dropped"]["label_issue"] == r_on["label_issues"]["dropped"] > 30
+    # only train rows go, and evaluation rows are exactly the same
+    assert keep_all.filter(pl.col("article_id").is_in(list(dropped_ids)))["split"].unique().to_list() == [
+        "train"
+    ]
+    ev = pl.col("split") != "train"
+    assert keep_all.filter(ev).equals(pruned.filter(ev))
+    # what was dropped was mostly wrong, and the kept train labels are more accurate than before
+    dropped = keep_all.filter(pl.col("article_id").is_in(list(dropped_ids)))
+    precision = (
+        sum(lab != gold[a] for a, lab in dropped.select("article_id", "label").rows()) / dropped.height
+    )
+    assert precision > 0.7
+
+    def train_accuracy(df: pl.DataFrame) -> float:
+        t = df.filter(pl.col("split") == "train")
+        return sum(lab == gold[a] for a, lab in t.select("article_id", "label").rows()) / t.height
+
+    assert train_accuracy(pruned) > train_accuracy(keep_all) + 0.04
+    ex = r_on["label_issues"]["examples"]
+    assert ex and set(ex[0]) == {"article_id", "label", "out_of_fold_label", "title"}
+    assert all(e["label"] != e["out_of_fold_label"] for e in ex)
+
+
+def test_gold_train_rows_are_never_dropped_as_label_issues(bbc_rows: list[dict]) -> None:
+    frame = _bbc_frame(random.Random(0).sample(bbc_rows, 600))
+    labels = sorted(frame["source_gold_label"].unique().to_list())
+    cfg = SplitsConfig(window_days=None, train_on_gold=True)
+    out, report = build_splits(frame, splits_cfg=cfg, labels=labels, today=TODAY)
+    assert (out["label_source"] == "gold").all()
+    assert report["dropped"]["label_issue"] == 0

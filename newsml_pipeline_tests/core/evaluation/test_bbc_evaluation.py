@@ -22,8 +22,12 @@ def gold_rows(bbc_rows: list[dict]) -> pl.DataFrame:
     # every 15th unique article: ~140 rows across all five classes
     rows = [r for r in bbc_rows if not r.get("duplicate_of")][::15]
     return pl.DataFrame(
-        {"article_id": [str(r["id"]) for r in rows], "title": [r["title"] for r in rows],
-         "text": [r["text"] for r in rows], "label": [r["label"] for r in rows]}
+        {
+            "article_id": [str(r["id"]) for r in rows],
+            "title": [r["title"] for r in rows],
+            "text": [r["text"] for r in rows],
+            "label": [r["label"] for r in rows],
+        }
     )
 
 
@@ -39,7 +43,9 @@ def test_baselines_score_sensibly_on_bbc(gold_rows: pl.DataFrame, kind: str, flo
 def test_run_evaluation_blocks_a_random_candidate(gold_rows: pl.DataFrame, tmp_path: Path) -> None:
     cfg = load_config()
     tiny = make_tiny_classifier_dir(tmp_path, cfg.labels.names)
-    res = run_evaluation(gold_rows, cfg=cfg, candidate_model_dir=tiny, candidate_version="7", out_dir=tmp_path)
+    res = run_evaluation(
+        gold_rows, cfg=cfg, candidate_model_dir=tiny, candidate_version="7", out_dir=tmp_path
+    )
     assert set(res.scores) == {"candidate", "baseline", "labeler"}
     assert res.n_test == gold_rows.height
     assert not res.gate.passed
