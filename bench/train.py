@@ -272,6 +272,7 @@ def main() -> None:
     ap.add_argument("--lora-r", type=int, default=None)
     ap.add_argument("--lr", type=float, default=None, help="LoRA learning rate")
     ap.add_argument("--label-smoothing", type=float, default=None)
+    ap.add_argument("--seed", type=int, default=None, help="training seed (default: config)")
     ap.add_argument(
         "--drop-label-issues",
         action="store_true",
@@ -301,6 +302,7 @@ def main() -> None:
             "precision": args.precision,
             "learning_rate": args.lr,
             "label_smoothing": args.label_smoothing,
+            "seed": args.seed,
         }.items()
         if v is not None
     }
