@@ -3,7 +3,8 @@
 Noise-robust by construction: model selection and early stopping use macro-F1 on the val split
 (gold labels in the pipeline), the loss is class-weighted cross-entropy with label smoothing, and
 the best epoch (not the last) is kept. Checkpoints go to `output_dir/checkpoints`; a rerun on
-the same data and config resumes from the newest one.
+the same data and config after a crash resumes from the newest one, and a finished training
+removes them.
 """
 
 from __future__ import annotations
@@ -228,7 +229,7 @@ def train_classifier(
 
     `frame`: dataset_splits joined with the article title/text (article_id, split, label, title,
     text). Writes `output_dir/model` (merged, safetensors + tokenizer + label_map.json + README.md),
-    `output_dir/adapter` (LoRA only) and `output_dir/checkpoints`. `data_window` is shown in the
+    `output_dir/adapter` (LoRA only) and, until it finishes, `output_dir/checkpoints`. `data_window` is shown in the
     model card. `callbacks` are extra transformers TrainerCallbacks (tests use them).
     """
     from transformers import (
@@ -381,6 +382,10 @@ def train_classifier(
     save_classifier_artifacts(
         trainer.model, tokenizer, result=result, training_cfg=cfg, data_window=data_window
     )
+    # Checkpoints only exist to resume a crashed run; with the model saved they are dead weight
+    # (optimizer state included, hundreds of MB per training).
+    shutil.rmtree(ckpt_dir, ignore_errors=False)
+    logger.info("removed checkpoints in %s (model saved to %s)", ckpt_dir, result.model_dir)
     return result
 
 

@@ -124,21 +124,19 @@ def test_resume_from_checkpoint(tiny_base: Path, tmp_path: Path) -> None:
                 raise Crash("simulated crash")
 
     cfg = tiny_cfg(tiny_base, epochs=3)
-    with pytest.raises(Crash):
-        train_classifier(
-            toy_frame(),
-            labels=TOY_LABELS,
-            training_cfg=cfg,
-            output_dir=tmp_path,
-            callbacks=[CrashAfterSecondSave()],
-        )
-    assert (tmp_path / "checkpoints" / "checkpoint-22").is_dir()
-    result = train_classifier(toy_frame(), labels=TOY_LABELS, training_cfg=cfg, output_dir=tmp_path)
-    assert result.resumed_from is not None and result.resumed_from.endswith("checkpoint-22")
-    assert result.epochs_run == 3.0
-    # the resumed run only trained the remaining epoch; history has that epoch's evaluation
-    assert [h["epoch"] for h in result.metrics["history"]] == [3.0]
-    assert result.model_dir.joinpath("model.safetensors").exists()
+
+    def crash() -> None:
+        with pytest.raises(Crash):
+            train_classifier(
+                toy_frame(),
+                labels=TOY_LABELS,
+                training_cfg=cfg,
+                output_dir=tmp_path,
+                callbacks=[CrashAfterSecondSave()],
+            )
+        assert (tmp_path / "checkpoints" / "checkpoint-22").is_dir()
+
+    crash()
     # other data -> the stale checkpoints are discarded, not resumed
     other = train_classifier(
         toy_frame(seed=1),
@@ -147,6 +145,14 @@ def test_resume_from_checkpoint(tiny_base: Path, tmp_path: Path) -> None:
         output_dir=tmp_path,
     )
     assert other.resumed_from is None
+    crash()
+    result = train_classifier(toy_frame(), labels=TOY_LABELS, training_cfg=cfg, output_dir=tmp_path)
+    assert result.resumed_from is not None and result.resumed_from.endswith("checkpoint-22")
+    assert result.epochs_run == 3.0
+    # the resumed run only trained the remaining epoch; history has that epoch's evaluation
+    assert [h["epoch"] for h in result.metrics["history"]] == [3.0]
+    assert result.model_dir.joinpath("model.safetensors").exists()
+    assert not (tmp_path / "checkpoints").exists()  # a finished training leaves no checkpoints
 
 
 def test_class_absent_from_train_is_a_clear_error(tiny_base: Path, tmp_path: Path) -> None:
