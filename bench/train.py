@@ -270,6 +270,8 @@ def main() -> None:
     ap.add_argument("--max-length", type=int, default=None)
     ap.add_argument("--precision", default=None, choices=["auto", "fp32", "bf16"])
     ap.add_argument("--lora-r", type=int, default=None)
+    ap.add_argument("--lora-top-layers", type=int, default=None, help="adapt only the last N layers")
+    ap.add_argument("--batch-size", type=int, default=None)
     ap.add_argument("--lr", type=float, default=None, help="LoRA learning rate")
     ap.add_argument("--label-smoothing", type=float, default=None)
     ap.add_argument("--seed", type=int, default=None, help="training seed (default: config)")
@@ -303,11 +305,17 @@ def main() -> None:
             "learning_rate": args.lr,
             "label_smoothing": args.label_smoothing,
             "seed": args.seed,
+            "batch_size": args.batch_size,
         }.items()
         if v is not None
     }
+    lora_upd = {}
     if args.lora_r:
-        upd["lora"] = tcfg.lora.model_copy(update={"r": args.lora_r, "alpha": 2 * args.lora_r})
+        lora_upd.update({"r": args.lora_r, "alpha": 2 * args.lora_r})
+    if args.lora_top_layers:
+        lora_upd["top_layers"] = args.lora_top_layers
+    if lora_upd:
+        upd["lora"] = tcfg.lora.model_copy(update=lora_upd)
     lora_cfg = tcfg.model_copy(update=upd)
     full_cfg = lora_cfg.model_copy(
         update={

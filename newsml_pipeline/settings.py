@@ -187,6 +187,8 @@ class LoraConfig(_Strict):
     dropout: float = Field(default=0.1, ge=0, lt=1)
     # null = chosen per architecture (e.g. BERT: query, value).
     target_modules: list[str] | None = None
+    # Adapt only the last N transformer layers (null = all): no backward pass below them.
+    top_layers: int | None = Field(default=None, ge=1)
 
 
 class TrainingConfig(_Strict):

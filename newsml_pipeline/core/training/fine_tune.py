@@ -261,6 +261,7 @@ def train_classifier(
             alpha=cfg.lora.alpha,
             dropout=cfg.lora.dropout,
             target_modules=cfg.lora.target_modules,
+            top_layers=cfg.lora.top_layers,
         )
     trainable, total = count_parameters(model)
 

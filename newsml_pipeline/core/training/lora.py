@@ -78,13 +78,34 @@ def load_base_classifier(base_model: str | None, *, labels: list[str]) -> tuple[
     return model, tokenizer
 
 
-def apply_lora(model: Any, *, r: int, alpha: int, dropout: float, target_modules: list[str] | None) -> Any:
-    """Wrap `model` in a peft LoRA adapter (SEQ_CLS task: the head stays fully trainable)."""
+def apply_lora(
+    model: Any,
+    *,
+    r: int,
+    alpha: int,
+    dropout: float,
+    target_modules: list[str] | None,
+    top_layers: int | None = None,
+) -> Any:
+    """Wrap `model` in a peft LoRA adapter (SEQ_CLS task: the head stays fully trainable).
+
+    `top_layers` = N adapts only the last N transformer layers: backpropagation then stops at the
+    lowest adapted layer, which saves the backward pass through the layers below.
+    """
     from peft import LoraConfig, TaskType, get_peft_model
 
     model_type = model.config.model_type
     targets = lora_target_modules(model_type, target_modules)
     extra = [m for m in _EXTRA_HEAD_MODULES.get(model_type, []) if _has_module(model, m)]
+    layers = None
+    if top_layers is not None:
+        n = int(getattr(model.config, "num_hidden_layers", 0) or 0)
+        if not n:
+            raise ValueError(
+                f"training.lora.top_layers needs a model config with num_hidden_layers; "
+                f"{model_type!r} has none (set top_layers: null)"
+            )
+        layers = list(range(max(n - top_layers, 0), n))
     cfg = LoraConfig(
         task_type=TaskType.SEQ_CLS,
         r=r,
@@ -92,6 +113,7 @@ def apply_lora(model: Any, *, r: int, alpha: int, dropout: float, target_modules
         lora_dropout=dropout,
         target_modules=targets,
         modules_to_save=extra or None,
+        layers_to_transform=layers,
     )
     try:
         peft_model = get_peft_model(model, cfg)
@@ -102,7 +124,13 @@ def apply_lora(model: Any, *, r: int, alpha: int, dropout: float, target_modules
         ) from e
     trainable, total = count_parameters(peft_model)
     logger.info(
-        "LoRA r=%d on %s (+ head %s): %d of %d parameters trainable", r, targets, extra, trainable, total
+        "LoRA r=%d on %s of layers %s (+ head %s): %d of %d parameters trainable",
+        r,
+        targets,
+        "all" if layers is None else layers,
+        extra,
+        trainable,
+        total,
     )
     return peft_model
 

@@ -244,3 +244,19 @@ def test_class_weights_are_inverse_frequency() -> None:
     assert w.tolist() == pytest.approx([4 / 6, 2.0])
     with pytest.raises(ValueError, match="zero"):
         class_weights([0, 0], 2)
+
+
+def test_top_layers_adapts_only_the_last_layers(tiny_base: Path) -> None:
+    import torch
+
+    model, tok = load_base_classifier(str(tiny_base), labels=TOY_LABELS)  # 2 layers
+    peft_model = apply_lora(model, r=4, alpha=8, dropout=0.0, target_modules=None, top_layers=1)
+    lora_names = [n for n, p in peft_model.named_parameters() if "lora_" in n and p.requires_grad]
+    assert lora_names and all(".layer.1." in n for n in lora_names)
+    batch = tok(["markets rally", "cup final"], return_tensors="pt", padding=True)
+    out = peft_model(**batch, labels=torch.tensor([0, 1]))
+    out.loss.backward()
+    # the lower layer stays frozen (the time saved by skipping its backward is in bench/train.py)
+    lower = [p for n, p in peft_model.named_parameters() if ".layer.0." in n]
+    assert lower and all(p.grad is None for p in lower)
+    assert all(p.grad is not None for n, p in peft_model.named_parameters() if n in lora_names)
