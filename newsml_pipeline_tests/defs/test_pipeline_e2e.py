@@ -90,6 +90,16 @@ def test_ingest_then_retrain_blocked_then_deployed(make_settings, bbc_inbox: Pat
     )
     assert {"candidate_model", "model_evaluation"} <= mats
     assert "deployed_model" not in mats
+    # dataset_splits shows the train rows it dropped as likely labeler mistakes, and they are gone
+    split_md = blocked.asset_materializations_for_node("dataset_splits")[0].metadata
+    dropped = split_md["label_issues_dropped"].value
+    report = split_md["report"].value["label_issues"]
+    assert report["enabled"] is True and report["dropped"] == dropped
+    assert report["train_rows_checked"] > 100
+    examples = report["examples"]
+    assert len(examples) == min(dropped, 20)
+    split_ids = set(wh.read("dataset_splits")["article_id"].to_list())
+    assert not {e["article_id"] for e in examples} & split_ids
     import mlflow
 
     client = mlflow.MlflowClient(tracking_uri=settings.mlflow_tracking_uri())
