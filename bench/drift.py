@@ -21,7 +21,6 @@ the disagreement signal comes from keyword matching with the default config's ca
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import logging
 import platform
@@ -39,13 +38,15 @@ import polars as pl
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from corpora import CORPORA, read_jsonl_gz  # noqa: E402
+
 from newsml_pipeline.core.data.warehouse import Warehouse  # noqa: E402
 from newsml_pipeline.core.monitoring.drift import DriftMonitor, DriftStateStore, feed_values  # noqa: E402
 from newsml_pipeline.core.monitoring.sensor_logic import evaluate_tick, run_drift_tick  # noqa: E402
 from newsml_pipeline.settings import DEFAULT_CONFIG_PATH, DriftConfig, load_config  # noqa: E402
 
 log = logging.getLogger("bench.drift")
-DEFAULT_CORPORA = ROOT.parent / "shared" / "corpora"
+DEFAULT_CORPORA = CORPORA
 STATIONARY_ROWS = 10_000
 
 
@@ -116,11 +117,6 @@ def synthetic(cfg: DriftConfig, *, seeds: int, pre: int, post: int) -> list[dict
 
 
 # ---------------------------------------------------------------- (b) real shift
-
-
-def read_jsonl_gz(path: Path) -> list[dict]:
-    with gzip.open(path, "rt", encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh]
 
 
 def article_text(r: dict) -> str:

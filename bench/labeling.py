@@ -19,10 +19,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-import polars as pl
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from corpora import BBC_CORPUS, load_bbc  # noqa: E402
 
 from newsml_pipeline.core.labeling import nlp_cache  # noqa: E402
 from newsml_pipeline.core.labeling.pipeline import combine_votes, label_articles  # noqa: E402
@@ -30,28 +31,7 @@ from newsml_pipeline.core.labeling.schema import ABSTAIN, LabelSchema  # noqa: E
 from newsml_pipeline.core.labeling.spacy_stage import shutdown_worker  # noqa: E402
 from newsml_pipeline.settings import DEFAULT_CONFIG_PATH, load_config  # noqa: E402
 
-DEFAULT_CORPUS = ROOT.parent / "shared" / "corpora" / "bbc_news" / "bbc_news.jsonl.gz"
-
-
-def load_bbc(path: Path, limit: int | None) -> pl.DataFrame:
-    import gzip
-
-    rows = []
-    with gzip.open(path, "rt", encoding="utf-8") as fh:
-        for line in fh:
-            r = json.loads(line)
-            rows.append(
-                {
-                    "article_id": r["id"],
-                    "title": r["title"],
-                    "text": r["text"],
-                    "url": r.get("url"),
-                    "gold_label": r["label"],
-                }
-            )
-            if limit and len(rows) >= limit:
-                break
-    return pl.DataFrame(rows, schema_overrides={"url": pl.String})
+DEFAULT_CORPUS = BBC_CORPUS
 
 
 def scores(pred: np.ndarray, gold: np.ndarray, names: tuple[str, ...]) -> dict:
@@ -88,7 +68,7 @@ def main() -> int:
     cfg = load_config(args.config)
     labels_cfg = cfg.labels
     schema = LabelSchema.from_config(labels_cfg)
-    raw = load_bbc(args.corpus, args.limit)
+    raw = load_bbc(args.corpus, limit=args.limit)
 
     t0 = time.perf_counter()
     nlp_cache.spacy_ner()

@@ -21,7 +21,6 @@ Targets (2 cores): predictor p50 <= 20 ms for one article (<= 256 tokens); >= 10
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import logging
 import os
@@ -40,10 +39,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from corpora import CORPORA, read_jsonl_gz  # noqa: E402
+
 from newsml_pipeline.settings import LabelsConfig, ServingConfig, load_config  # noqa: E402
 
 log = logging.getLogger("bench.serve")
-DEFAULT_CORPORA = ROOT.parent / "shared" / "corpora"
+DEFAULT_CORPORA = CORPORA
 NAME = "bench-serve-classifier"
 
 
@@ -52,9 +53,7 @@ def load_articles(corpora: Path, n: int) -> list[dict]:
     path = corpora / "bbc_news" / "bbc_news.jsonl.gz"
     if not path.exists():
         raise SystemExit(f"BBC corpus not found at {path}; pass --corpora /path/to/shared/corpora")
-    with gzip.open(path, "rt", encoding="utf-8") as fh:
-        rows = [json.loads(line) for line in fh]
-    rows = [r for r in rows if not r.get("duplicate_of")]
+    rows = [r for r in read_jsonl_gz(path) if not r.get("duplicate_of")]
     step = max(1, len(rows) // n)
     return [{"title": r["title"], "text": r["text"], "gold": r["label"]} for r in rows[::step][:n]]
 

@@ -18,7 +18,6 @@ deterministic hash of article_id (70/15/15) after dropping exact duplicates.
 from __future__ import annotations
 
 import argparse
-import gzip
 import hashlib
 import json
 import logging
@@ -33,6 +32,8 @@ import polars as pl
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from corpora import BBC_CORPUS, load_bbc  # noqa: E402
+
 from newsml_pipeline.core.labeling.label_issues import find_label_issues  # noqa: E402
 from newsml_pipeline.core.training.device import available_cores  # noqa: E402
 from newsml_pipeline.core.training.fine_tune import classification_metrics, train_classifier  # noqa: E402
@@ -40,28 +41,8 @@ from newsml_pipeline.core.training.inputs import format_input  # noqa: E402
 from newsml_pipeline.core.training.model_io import load_classifier, predict_proba  # noqa: E402
 from newsml_pipeline.settings import DEFAULT_CONFIG_PATH, load_config  # noqa: E402
 
-DEFAULT_CORPUS = ROOT.parent / "shared" / "corpora" / "bbc_news" / "bbc_news.jsonl.gz"
+DEFAULT_CORPUS = BBC_CORPUS
 log = logging.getLogger("bench.train")
-
-
-def load_bbc(path: Path) -> pl.DataFrame:
-    """Unique BBC articles (exact duplicates dropped) with their gold topic."""
-    rows = []
-    with gzip.open(path, "rt", encoding="utf-8") as fh:
-        for line in fh:
-            r = json.loads(line)
-            if r.get("duplicate_of"):
-                continue
-            rows.append(
-                {
-                    "article_id": r["id"],
-                    "title": r["title"],
-                    "text": r["text"],
-                    "url": r.get("url"),
-                    "gold_label": r["label"],
-                }
-            )
-    return pl.DataFrame(rows, schema_overrides={"url": pl.String})
 
 
 def assign_split(article_id: str, *, salt: str = "newsml-bench") -> str:
@@ -288,7 +269,7 @@ def main() -> None:
 
     cfg = load_config(args.config)
     labels = cfg.labels.names
-    raw = load_bbc(args.corpus)
+    raw = load_bbc(args.corpus, unique=True)
     auto, label_source = auto_labels(raw, cfg=cfg, cache_dir=args.cache_dir)
     frame, info = build_frame(
         raw, auto, limit_train=args.limit_train, drop_label_issues=args.drop_label_issues

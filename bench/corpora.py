@@ -1,0 +1,33 @@
+"""The shared corpora as the benchmarks read them (`../shared/corpora`, never copied into the repo)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import polars as pl
+
+CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
+BBC_CORPUS = CORPORA / "bbc_news" / "bbc_news.jsonl.gz"
+
+
+def read_jsonl_gz(path: Path) -> list[dict]:
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh]
+
+
+def load_bbc(path: Path = BBC_CORPUS, *, limit: int | None = None, unique: bool = False) -> pl.DataFrame:
+    """BBC articles with their gold topic (`unique`: exact duplicates of another article dropped)."""
+    rows = [
+        {
+            "article_id": r["id"],
+            "title": r["title"],
+            "text": r["text"],
+            "url": r.get("url"),
+            "gold_label": r["label"],
+        }
+        for r in read_jsonl_gz(path)
+        if not (unique and r.get("duplicate_of"))
+    ]
+    return pl.DataFrame(rows[:limit] if limit else rows, schema_overrides={"url": pl.String})
