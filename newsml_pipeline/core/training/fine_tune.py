@@ -385,7 +385,7 @@ def train_classifier(
     )
     # Checkpoints only exist to resume a crashed run; with the model saved they are dead weight
     # (optimizer state included, hundreds of MB per training).
-    shutil.rmtree(ckpt_dir, ignore_errors=False)
+    shutil.rmtree(ckpt_dir)
     logger.info("removed checkpoints in %s (model saved to %s)", ckpt_dir, result.model_dir)
     return result
 
