@@ -28,7 +28,6 @@ from corpora import BBC_CORPUS, load_bbc  # noqa: E402
 from newsml_pipeline.core.labeling import nlp_cache  # noqa: E402
 from newsml_pipeline.core.labeling.pipeline import combine_votes, label_articles  # noqa: E402
 from newsml_pipeline.core.labeling.schema import ABSTAIN, LabelSchema  # noqa: E402
-from newsml_pipeline.core.labeling.spacy_stage import shutdown_worker  # noqa: E402
 from newsml_pipeline.settings import DEFAULT_CONFIG_PATH, load_config  # noqa: E402
 
 DEFAULT_CORPUS = BBC_CORPUS
@@ -84,7 +83,6 @@ def main() -> int:
             ("spaCy in-process, sequential", {"spacy_worker_min_articles": None}),
             (f"spaCy worker + {threads} torch threads", {"embedding_threads": threads}),
         ):
-            shutdown_worker()
             t0 = time.perf_counter()
             _, rep = label_articles(raw, labels_cfg=labels_cfg.model_copy(update=cfg_v))
             variants[name] = {
@@ -96,7 +94,6 @@ def main() -> int:
                 "torch_threads": rep["functions"].get("zero_shot", {}).get("torch_threads"),
                 "load_average_1m": os.getloadavg()[0],
             }
-        shutdown_worker()
 
     t0 = time.perf_counter()
     labeled, report = label_articles(raw, labels_cfg=labels_cfg)

@@ -17,6 +17,7 @@ from newsml_pipeline.core.data.quality import (
 from newsml_pipeline.core.data.schema import LABELED_ARTICLES, conform
 from newsml_pipeline.core.labeling.feedback import merge_gold, parse_feedback_dir
 from newsml_pipeline.core.labeling.pipeline import label_articles
+from newsml_pipeline.core.labeling.spacy_stage import spacy_worker_for
 from newsml_pipeline.defs.metadata import markdown_table, preview_table, quality_check_result
 from newsml_pipeline.defs.resources import NewsmlSettings, WarehouseResource
 
@@ -132,14 +133,22 @@ def build_labeling_assets(partitions: dg.PartitionsDefinition) -> list[dg.Assets
         written = []
         raws = []
         report: dict[str, Any] = {}
-        for day in days:
-            raw = wh.read("raw_articles", where="partition_date = ?", params=[day])
-            raws.append(raw)
-            labeled, report = label_articles(raw, labels_cfg=cfg.labels, feedback=feedback)
-            rows = conform(labeled.drop("gold_label", strict=False), LABELED_ARTICLES, table=TABLE)
-            wh.replace_partition(TABLE, rows, partition_column="partition_date", partition_key=day)
-            context.log.info("%s: labelled %d articles, coverage %s", day, len(rows), report.get("coverage"))
-            written.append(rows)
+        day_rows = {day: wh.read("raw_articles", where="partition_date = ?", params=[day]) for day in days}
+        largest = max((len(r) for r in day_rows.values()), default=0)
+        # One spaCy worker for every day of the step, owned by this block: stopped when the step
+        # ends, killed if it fails or is cancelled (a step process never waits on it at exit).
+        with spacy_worker_for(largest, cfg.labels) as worker:
+            for day, raw in day_rows.items():
+                raws.append(raw)
+                labeled, report = label_articles(
+                    raw, labels_cfg=cfg.labels, feedback=feedback, spacy_worker=worker
+                )
+                rows = conform(labeled.drop("gold_label", strict=False), LABELED_ARTICLES, table=TABLE)
+                wh.replace_partition(TABLE, rows, partition_column="partition_date", partition_key=day)
+                context.log.info(
+                    "%s: labelled %d articles, coverage %s", day, len(rows), report.get("coverage")
+                )
+                written.append(rows)
         all_rows = pl.concat(written) if written else pl.DataFrame(schema=LABELED_ARTICLES)
         if len(days) > 1:  # a multi-day backfill: report over all days, not only the last one
             report = {

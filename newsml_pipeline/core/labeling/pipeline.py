@@ -31,7 +31,12 @@ from newsml_pipeline.core.labeling.functions.zero_shot import (
 )
 from newsml_pipeline.core.labeling.label_model import DawidSkene, labels_from_proba, majority_vote
 from newsml_pipeline.core.labeling.schema import ABSTAIN, LabelSchema
-from newsml_pipeline.core.labeling.spacy_stage import lemmatizer, start_spacy_features
+from newsml_pipeline.core.labeling.spacy_stage import (
+    SpacyWorker,
+    lemmatizer,
+    start_spacy_features,
+    wants_worker,
+)
 from newsml_pipeline.settings import LabelsConfig
 
 log = logging.getLogger(__name__)
@@ -43,21 +48,36 @@ _lemmatizer = lemmatizer
 
 
 def compute_votes(
-    titles: list[str], texts: list[str], urls: list[str | None], *, labels_cfg: LabelsConfig
+    titles: list[str],
+    texts: list[str],
+    urls: list[str | None],
+    *,
+    labels_cfg: LabelsConfig,
+    spacy_worker: SpacyWorker | None = None,
 ) -> tuple[np.ndarray, list[str], dict[str, Any]]:
     """Vote matrix (n, m) of the configured functions (in config order), their names, and
     per-function info (timings, the entity model's teacher size).
 
     The spaCy work (keywords, NER profiles) starts first (in a worker process for large
     batches, see `spacy_stage`) so that it overlaps the sentence embedder running here.
+    `spacy_worker`: an open worker to use (callers labelling many batches keep one open);
+    without one, a large batch gets a worker of its own, stopped before this returns.
     """
+    if spacy_worker is None and wants_worker(len(texts), labels_cfg):
+        with SpacyWorker() as own:
+            return compute_votes(titles, texts, urls, labels_cfg=labels_cfg, spacy_worker=own)
     schema = LabelSchema.from_config(labels_cfg)
     names = list(labels_cfg.functions)
     cols: dict[str, np.ndarray] = {}
     info: dict[str, Any] = {}
     n = len(titles)
     job = start_spacy_features(
-        titles, texts, labels_cfg=labels_cfg, keywords="keywords" in names, entities="entities" in names
+        titles,
+        texts,
+        labels_cfg=labels_cfg,
+        keywords="keywords" in names,
+        entities="entities" in names,
+        worker=spacy_worker,
     )
     for fn in names:
         if fn in ("keywords", "entities"):
@@ -218,14 +238,19 @@ def build_report(
 
 
 def label_articles(
-    raw: pl.DataFrame, *, labels_cfg: LabelsConfig, feedback: pl.DataFrame | None = None
+    raw: pl.DataFrame,
+    *,
+    labels_cfg: LabelsConfig,
+    feedback: pl.DataFrame | None = None,
+    spacy_worker: SpacyWorker | None = None,
 ) -> tuple[pl.DataFrame, dict[str, Any]]:
     """Auto-label a batch (one partition) of raw_articles rows.
 
     Returns (labeled, report): `labeled` conforms to LABELED_ARTICLES (article_id, partition_date,
     label | null, confidence, votes JSON) plus `gold_label` (trusted label used only for the
     report, null where none); `report` is JSON-able metadata (see `build_report`). `feedback`
-    (article_id, label) overrides source gold labels in the comparison only.
+    (article_id, label) overrides source gold labels in the comparison only. `spacy_worker`:
+    see `compute_votes` (pass one to label many partitions with one spaCy load).
     """
     missing = [c for c in REQUIRED_COLUMNS if c not in raw.columns]
     if missing:
@@ -246,7 +271,7 @@ def label_articles(
             "coverage": 0.0,
             "class_distribution": dict.fromkeys(schema.names, 0),
         }
-    votes, names, info = compute_votes(titles, texts, urls, labels_cfg=labels_cfg)
+    votes, names, info = compute_votes(titles, texts, urls, labels_cfg=labels_cfg, spacy_worker=spacy_worker)
     labels, conf, model_info = combine_votes(
         votes, k=schema.k, method=labels_cfg.label_model, min_confidence=labels_cfg.min_confidence
     )

@@ -2,18 +2,25 @@
 
 spaCy runs on one core; the sentence embedder is the other big cost. On a small machine the two
 overlap well when spaCy runs in a second process while the embedder runs in this one, so for
-large batches `start_spacy_features` hands the work to a single long-lived worker (spawned
-once per process, so spaCy loads once; `spawn` is safe after torch started its threads) and
-returns a future. Small batches (e.g. a serving request) run in-process: shipping them to a
-worker costs more than it saves.
+large batches the work goes to a `SpacyWorker`: one spawned process (`spawn` is safe after torch
+started its threads) that loads spaCy once and serves every batch of a `with` block.
+
+The worker belongs to the code that opens it: `with SpacyWorker() as worker:` stops it on
+success and kills it on failure or cancellation (a Dagster step interrupted from the UI raises
+inside the block). It also exits by itself if its parent process dies (SIGKILL, OOM): it never
+outlives the step that started it, and nothing waits for it at interpreter exit. Small batches
+(e.g. a serving request) run in-process: shipping them to a worker costs more than it saves.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
+import os
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -31,8 +38,8 @@ from newsml_pipeline.settings import LabelsConfig
 log = logging.getLogger(__name__)
 
 _LEMMATIZERS: dict[int, Lemmatizer] = {}
-_POOL: ProcessPoolExecutor | None = None
-_POOL_LOCK = threading.Lock()
+# How often the worker checks that the process which started it is still alive.
+PARENT_POLL_S = 0.5
 
 
 def lemmatizer() -> Lemmatizer:
@@ -86,30 +93,101 @@ def _worker_features(
     return out
 
 
-def _warm_worker() -> None:
-    """Worker initializer: load spaCy (and the rule lemmatizer) once, before the first job."""
+def exit_with_parent(parent_pid: int, *, poll_s: float = PARENT_POLL_S) -> None:
+    """Start a daemon thread that ends this (worker) process once `parent_pid` is gone.
+
+    A pool worker blocks reading its call queue; when the parent is SIGKILLed the pipe never
+    reports EOF (the worker holds both ends), so without this the worker would wait forever.
+    """
+
+    def watch() -> None:
+        while True:
+            time.sleep(poll_s)
+            if os.getppid() != parent_pid:
+                os._exit(3)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+def _warm_worker(parent_pid: int) -> None:
+    """Worker initializer: die with the parent, then load spaCy (and the lemmatizer) once."""
+    exit_with_parent(parent_pid)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s spacy-worker %(name)s %(message)s")
     lemmatizer()
 
 
-def _pool() -> ProcessPoolExecutor:
-    global _POOL
-    with _POOL_LOCK:
-        if _POOL is None:
-            _POOL = ProcessPoolExecutor(
-                max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_warm_worker
-            )
-            log.info("started the spaCy worker process")
-        return _POOL
+class SpacyWorker:
+    """The spaCy worker process, owned by a `with` block (see the module docstring).
+
+    `submit` runs the spaCy functions in the worker and returns a future. Leaving the block
+    normally waits for the worker to stop; leaving it with an exception (including Dagster's
+    interrupt on cancellation) kills it at once, so no job keeps a core after its step ended.
+    """
+
+    def __init__(self) -> None:
+        self._pool: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> SpacyWorker:
+        self._pool = ProcessPoolExecutor(
+            max_workers=1,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_warm_worker,
+            initargs=(os.getpid(),),
+        )
+        log.info("started the spaCy worker process")
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: Any) -> None:
+        self.close(kill=exc_type is not None)
+
+    @property
+    def pids(self) -> list[int]:
+        """Process ids of the live worker(s); empty before the first job or after close."""
+        procs = getattr(self._pool, "_processes", None) or {}
+        return [p.pid for p in procs.values() if p.is_alive()]
+
+    def submit(
+        self, titles: list[str], texts: list[str], *, labels_cfg: LabelsConfig, keywords: bool, entities: bool
+    ) -> Future:
+        if self._pool is None:
+            raise RuntimeError("SpacyWorker is not open; use `with SpacyWorker() as worker:`")
+        return self._pool.submit(_worker_features, list(titles), list(texts), labels_cfg, keywords, entities)
+
+    def close(self, *, kill: bool = False) -> None:
+        """Stop the worker: wait for it (normal end) or terminate it now (`kill`, on errors)."""
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        if kill:
+            # ProcessPoolExecutor has no public kill before Python 3.14 (terminate_workers()).
+            procs = list((getattr(pool, "_processes", None) or {}).values())
+            for p in procs:
+                p.terminate()
+            pool.shutdown(wait=False, cancel_futures=True)
+            for p in procs:
+                p.join(timeout=5)
+                if p.is_alive():
+                    p.kill()
+            log.info("killed the spaCy worker process")
+        else:
+            pool.shutdown(wait=True, cancel_futures=True)
+            log.info("stopped the spaCy worker process")
 
 
-def shutdown_worker() -> None:
-    """Stop the worker process (it is restarted on the next large batch)."""
-    global _POOL
-    with _POOL_LOCK:
-        if _POOL is not None:
-            _POOL.shutdown(wait=True)
-            _POOL = None
+def wants_worker(n_articles: int, labels_cfg: LabelsConfig) -> bool:
+    """True when a batch is large enough for the worker (labels.spacy_worker_min_articles)."""
+    threshold = labels_cfg.spacy_worker_min_articles
+    return threshold is not None and n_articles >= threshold
+
+
+@contextlib.contextmanager
+def spacy_worker_for(n_articles: int, labels_cfg: LabelsConfig) -> Iterator[SpacyWorker | None]:
+    """A worker for a batch this large (closed at the end of the block), else None."""
+    if not wants_worker(n_articles, labels_cfg):
+        yield None
+        return
+    with SpacyWorker() as worker:
+        yield worker
 
 
 class SpacyJob:
@@ -130,7 +208,6 @@ class SpacyJob:
         try:
             return self._future.result()
         except BrokenProcessPool as e:
-            shutdown_worker()
             raise RuntimeError(
                 "the spaCy worker process died while labelling (out of memory, or a calling script "
                 "without the `if __name__ == '__main__':` guard that spawned processes need); set "
@@ -139,13 +216,18 @@ class SpacyJob:
 
 
 def start_spacy_features(
-    titles: list[str], texts: list[str], *, labels_cfg: LabelsConfig, keywords: bool, entities: bool
+    titles: list[str],
+    texts: list[str],
+    *,
+    labels_cfg: LabelsConfig,
+    keywords: bool,
+    entities: bool,
+    worker: SpacyWorker | None = None,
 ) -> SpacyJob:
-    """Start the spaCy work: in the worker when the batch has ≥ labels.spacy_worker_min_articles
-    rows (None = never), else deferred to run in-process when `result()` is called."""
-    threshold = labels_cfg.spacy_worker_min_articles
-    if (keywords or entities) and threshold is not None and len(texts) >= threshold:
-        fut = _pool().submit(_worker_features, list(titles), list(texts), labels_cfg, keywords, entities)
+    """Start the spaCy work: in `worker` when one is given and the batch has ≥
+    labels.spacy_worker_min_articles rows, else deferred to run in-process at `result()`."""
+    if (keywords or entities) and worker is not None and wants_worker(len(texts), labels_cfg):
+        fut = worker.submit(titles, texts, labels_cfg=labels_cfg, keywords=keywords, entities=entities)
         return SpacyJob(None, fut)
     return SpacyJob(
         lambda: spacy_features(titles, texts, labels_cfg=labels_cfg, keywords=keywords, entities=entities),
