@@ -22,6 +22,8 @@ from datetime import UTC, datetime
 
 import trafilatura
 
+from newsml_pipeline.core.worker_processes import exit_with_parent
+
 log = logging.getLogger(__name__)
 
 TRAFILATURA_OPTIONS: dict = {"include_comments": False}
@@ -72,6 +74,10 @@ def _warm_up() -> int:
     return os.getpid()
 
 
+def _init_worker(parent_pid: int) -> None:
+    exit_with_parent(parent_pid)
+
+
 class ExtractorPool:
     """A process pool for `extract_html`; use as a context manager around a crawl.
 
@@ -87,7 +93,9 @@ class ExtractorPool:
     def __enter__(self) -> ExtractorPool:
         if self.workers > 0:
             ctx = multiprocessing.get_context("spawn")
-            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx)
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.workers, mp_context=ctx, initializer=_init_worker, initargs=(os.getpid(),)
+            )
             pids = {f.result() for f in [self._pool.submit(_warm_up) for _ in range(self.workers * 2)]}
             log.info("extraction pool ready: %d worker processes", len(pids))
         return self

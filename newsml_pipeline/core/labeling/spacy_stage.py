@@ -18,7 +18,6 @@ import contextlib
 import logging
 import multiprocessing
 import os
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -33,13 +32,12 @@ from newsml_pipeline.core.labeling.functions.entities import entity_profiles
 from newsml_pipeline.core.labeling.functions.keywords import keyword_votes
 from newsml_pipeline.core.labeling.lemmas import Lemmatizer
 from newsml_pipeline.core.labeling.schema import LabelSchema
+from newsml_pipeline.core.worker_processes import exit_with_parent
 from newsml_pipeline.settings import LabelsConfig
 
 log = logging.getLogger(__name__)
 
 _LEMMATIZERS: dict[int, Lemmatizer] = {}
-# How often the worker checks that the process which started it is still alive.
-PARENT_POLL_S = 0.5
 
 
 def lemmatizer() -> Lemmatizer:
@@ -91,22 +89,6 @@ def _worker_features(
     out = spacy_features(titles, texts, labels_cfg=labels_cfg, keywords=keywords, entities=entities)
     out.in_worker = True
     return out
-
-
-def exit_with_parent(parent_pid: int, *, poll_s: float = PARENT_POLL_S) -> None:
-    """Start a daemon thread that ends this (worker) process once `parent_pid` is gone.
-
-    A pool worker blocks reading its call queue; when the parent is SIGKILLed the pipe never
-    reports EOF (the worker holds both ends), so without this the worker would wait forever.
-    """
-
-    def watch() -> None:
-        while True:
-            time.sleep(poll_s)
-            if os.getppid() != parent_pid:
-                os._exit(3)
-
-    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def _warm_worker(parent_pid: int) -> None:
