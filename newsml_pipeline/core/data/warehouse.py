@@ -60,6 +60,18 @@ class Warehouse:
         finally:
             con.close()
 
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection inside BEGIN/COMMIT: everything done with it lands together or not at all."""
+        with self.connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                yield con
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+
     # ------------------------------------------------------------ reads
 
     def table_exists(self, table: str) -> bool:
@@ -78,8 +90,13 @@ class Warehouse:
                 sql += f" WHERE {where}"
             return _frame(con, sql, params)
 
-    def query(self, sql: str, params: list[Any] | None = None) -> pl.DataFrame:
+    def query(
+        self, sql: str, params: list[Any] | None = None, *, frames: dict[str, pl.DataFrame] | None = None
+    ) -> pl.DataFrame:
+        """Run a read query; `frames` are polars frames the SQL can name as tables (e.g. key lists)."""
         with self.connect(read_only=True) as con:
+            for name, df in (frames or {}).items():
+                con.register(name, df.to_arrow())
             return _frame(con, sql, params)
 
     def columns(self, table: str) -> list[str]:
