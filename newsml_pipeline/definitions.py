@@ -48,12 +48,12 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         deployed_model,
         *build_monitoring_assets(partitions),
     ]
-    ingest_job, retrain_job = build_jobs(partitions)
+    ingest_job, retrain_job, crawl_job = build_jobs(partitions)
     return dg.Definitions(
         assets=assets,
         asset_checks=[*evaluation_checks],
-        jobs=[ingest_job, retrain_job],
-        schedules=build_schedules(ingest_job, retrain_job),
+        jobs=[ingest_job, retrain_job, crawl_job],
+        schedules=build_schedules(ingest_job, retrain_job, crawl_job, settings.config),
         sensors=[build_drift_sensor(retrain_job)],
         resources=build_resources(settings),
     )

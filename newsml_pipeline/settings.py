@@ -97,6 +97,22 @@ class CrawlConfig(_Strict):
     # Processes for HTML extraction (the CPU-bound part); null = number of cores.
     extract_workers: int | None = Field(default=None, ge=1)
     near_duplicate_threshold: float = Field(default=0.9, gt=0, le=1)
+    # A new article is compared with the stored signatures of this many days before it.
+    near_duplicate_window_days: int = Field(default=14, ge=0)
+    # crawl_job's cron (UTC): reads the sources into crawled_articles between the daily runs, so
+    # items that roll off a feed before the day is ingested are kept. Hourly: a feed of 30 items
+    # that publishes fewer than 30 an hour loses nothing (see README "How often the crawl runs").
+    schedule: str = "0 * * * *"
+    # The daily schedule also re-ingests any of the last `late_days` days for which the store
+    # holds articles that its raw_articles partition lacks (late arrivals).
+    late_days: int = Field(default=2, ge=0, le=31)
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, v: str) -> str:
+        if len(v.split()) != 5:
+            raise ValueError("must be a 5-field cron expression, e.g. '0 * * * *' (hourly)")
+        return v
 
 
 class Category(_Strict):

@@ -1,27 +1,34 @@
 """Jobs, schedules and the drift sensor: the pipeline runs itself.
 
-- `ingest_job` (raw → labeled → scored for one day) runs daily for the day that just ended.
+- `crawl_job` (crawled_articles) runs hourly (`crawl.schedule`): it records what the feeds hold
+  now, so items that roll off a feed between two daily runs are kept.
+- `ingest_job` (raw → labeled → scored for one day) runs daily at 00:30 UTC for the day that just
+  ended, and again for any of the last `crawl.late_days` days that gained stored articles since.
 - `retrain_job` (feedback → splits → candidate → evaluation + gate → deployment) runs weekly and
   whenever ADWIN sees the scored stream drift. Retrains never overlap: the job carries a tag
   whose run concurrency is limited to one in dagster.yaml, and training sits in the `gpu` pool.
 """
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import dagster as dg
 
+from newsml_pipeline.core.data.article_store import ArticleStore
 from newsml_pipeline.core.monitoring.drift import DriftStateStore
 from newsml_pipeline.core.monitoring.sensor_logic import run_drift_tick
+from newsml_pipeline.defs.ingestion import article_store
 from newsml_pipeline.defs.resources import NewsmlSettings, WarehouseResource
+from newsml_pipeline.settings import NewsmlConfig
 
 RETRAIN_TAGS = {"newsml/job": "retrain"}
 
 INGEST_ASSETS = ["raw_articles", "labeled_articles", "scored_articles"]
+CRAWL_ASSETS = ["crawled_articles"]
 RETRAIN_ASSETS = ["label_feedback", "dataset_splits", "candidate_model", "model_evaluation", "deployed_model"]
 
 
-def build_jobs(partitions: dg.PartitionsDefinition) -> tuple[Any, Any]:
+def build_jobs(partitions: dg.PartitionsDefinition) -> tuple[Any, Any, Any]:
     ingest_job = dg.define_asset_job(
         "ingest_job",
         selection=dg.AssetSelection.assets(*INGEST_ASSETS),
@@ -37,22 +44,73 @@ def build_jobs(partitions: dg.PartitionsDefinition) -> tuple[Any, Any]:
             "and champion, and deploy it only if the blocking evaluation_gate passes."
         ),
     )
-    return ingest_job, retrain_job
+    crawl_job = dg.define_asset_job(
+        "crawl_job",
+        selection=dg.AssetSelection.assets(*CRAWL_ASSETS),
+        description="Read every source and record what it holds now in crawled_articles (hourly).",
+    )
+    return ingest_job, retrain_job, crawl_job
 
 
-def build_schedules(ingest_job, retrain_job) -> list[dg.ScheduleDefinition]:
+def ingest_requests(
+    *, now: datetime, store: ArticleStore, late_days: int, first_day: date
+) -> list[dg.RunRequest]:
+    """The daily tick's runs: yesterday, plus each recent day with stored articles it lacks.
+
+    Yesterday's run key is the day (one run per day however often the tick is evaluated); a
+    late-arrival run's key carries the count, so new late articles get a new run and the same
+    ones never get two.
+    """
+    yesterday = (now.astimezone(UTC) - timedelta(days=1)).date()
+    requests = [dg.RunRequest(run_key=f"ingest-{yesterday.isoformat()}", partition_key=yesterday.isoformat())]
+    if late_days:
+        missing = store.missing_from("raw_articles", since=yesterday - timedelta(days=late_days))
+        for day, n in missing.items():
+            if day >= yesterday or day < first_day:
+                continue
+            requests.append(
+                dg.RunRequest(
+                    run_key=f"ingest-{day.isoformat()}-late-{n}",
+                    partition_key=day.isoformat(),
+                    tags={"newsml/trigger": "late-arrivals", "newsml/late_articles": str(n)},
+                )
+            )
+    return requests
+
+
+def build_schedules(ingest_job, retrain_job, crawl_job, config: NewsmlConfig) -> list[dg.ScheduleDefinition]:
+    first_day = date.fromisoformat(config.partitions.start_date)
+
     @dg.schedule(
         name="daily_ingest_schedule",
         job=ingest_job,
         cron_schedule="30 0 * * *",
         execution_timezone="UTC",
         default_status=dg.DefaultScheduleStatus.STOPPED,
-        description="00:30 UTC: ingest, label and score the day that just ended (its feeds are complete).",
+        description=(
+            "00:30 UTC: ingest, label and score the day that just ended (the hourly crawl has recorded its "
+            "articles as they appeared), and re-ingest recent days that gained late articles."
+        ),
     )
-    def daily_ingest_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
-        day = (context.scheduled_execution_time.astimezone(UTC) - timedelta(days=1)).date().isoformat()
-        return dg.RunRequest(run_key=f"ingest-{day}", partition_key=day)
+    def daily_ingest_schedule(
+        context: dg.ScheduleEvaluationContext, newsml: NewsmlSettings, warehouse: WarehouseResource
+    ) -> list[dg.RunRequest]:
+        settings = newsml.settings
+        return ingest_requests(
+            now=context.scheduled_execution_time,
+            store=article_store(settings, warehouse),
+            late_days=settings.config.crawl.late_days,
+            first_day=first_day,
+        )
 
+    hourly_crawl_schedule = dg.ScheduleDefinition(
+        name="hourly_crawl_schedule",
+        job=crawl_job,
+        cron_schedule=config.crawl.schedule,
+        execution_timezone="UTC",
+        default_status=dg.DefaultScheduleStatus.STOPPED,
+        description="Record what every source holds now in crawled_articles (crawl.schedule, hourly by default).",
+    )
     weekly_retrain_schedule = dg.ScheduleDefinition(
         name="weekly_retrain_schedule",
         job=retrain_job,
@@ -62,7 +120,7 @@ def build_schedules(ingest_job, retrain_job) -> list[dg.ScheduleDefinition]:
         tags={**RETRAIN_TAGS, "newsml/trigger": "schedule"},
         description="Mondays 03:00 UTC: retrain on the rolling window, gate, deploy if better.",
     )
-    return [daily_ingest_schedule, weekly_retrain_schedule]
+    return [daily_ingest_schedule, hourly_crawl_schedule, weekly_retrain_schedule]
 
 
 def build_drift_sensor(retrain_job) -> dg.SensorDefinition:

@@ -1,36 +1,122 @@
-"""`raw_articles`: crawl/load the configured sources and store one day's articles in DuckDB."""
+"""Ingestion: `crawled_articles` (the bronze record, crawled hourly) and `raw_articles` (its days).
+
+Reading the sources appends what they hold now to `crawled_articles` (core.data.article_store);
+a `raw_articles` partition is written as every stored article of that day. Both assets read the
+configured sources, so a manual run or a backfill of a day also picks up what the sources hold
+now. A run in which every source fails raises a `Failure` before anything is written.
+"""
 
 import logging
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import dagster as dg
 import polars as pl
 
-from newsml_pipeline.core.crawl.sources import collect_articles
-from newsml_pipeline.core.data.articles import prepare_partition
+from newsml_pipeline.core.crawl.sources import SourceReport, collect_articles, every_source_failed
+from newsml_pipeline.core.data.article_store import STORE_TABLE, ArticleStore, RecordStats, check_no_loss
 from newsml_pipeline.defs.metadata import preview_table, source_report_table
 from newsml_pipeline.defs.resources import NewsmlSettings, WarehouseResource
+from newsml_pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
 
 TABLE = "raw_articles"
+# Bump when a change to this module changes what the assets write (the UI then marks them stale).
+CODE_VERSION = "2"
+
+
+def article_store(settings: Settings, warehouse: WarehouseResource) -> ArticleStore:
+    crawl = settings.config.crawl
+    return ArticleStore(
+        warehouse.get(),
+        near_duplicate_threshold=crawl.near_duplicate_threshold,
+        near_duplicate_window_days=crawl.near_duplicate_window_days,
+    )
+
+
+def crawl_into_store(
+    context: dg.AssetExecutionContext, settings: Settings, store: ArticleStore
+) -> tuple[pl.DataFrame, list[SourceReport], RecordStats]:
+    """Read every configured source once and record what they hold now in the store."""
+    cfg = settings.config
+    context.log.info("collecting %d source(s)", len(cfg.sources))
+    batch, reports = collect_articles(
+        cfg.sources, crawl_cfg=cfg.crawl, state_dir=settings.home, fetched_at=datetime.now(UTC)
+    )
+    failed = every_source_failed(reports)
+    if failed:
+        raise dg.Failure(
+            description=failed,
+            metadata={"sources": dg.MetadataValue.md(source_report_table(reports))},
+        )
+    stats = store.record(batch)
+    errors = sum(len(r.errors) for r in reports)
+    if errors:
+        context.log.warning("%d source error(s); see the sources table in the metadata", errors)
+    return batch, reports, stats
+
+
+def _crawl_metadata(batch: pl.DataFrame, reports: list[SourceReport], stats: RecordStats) -> dict[str, Any]:
+    return {
+        "rows_collected": len(batch),
+        "new_articles": stats.new,
+        "updated_articles": stats.updated,
+        "seen_again": stats.seen_again,
+        "exact_duplicates": stats.exact_duplicates,
+        "near_duplicates_flagged": stats.near_duplicates,
+        "new_per_day": dg.MetadataValue.json(stats.new_per_day),
+        "source_errors": sum(len(r.errors) for r in reports),
+        "failed_sources": dg.MetadataValue.json([r.source for r in reports if r.failed]),
+        "sources": dg.MetadataValue.md(source_report_table(reports)),
+    }
 
 
 def build_ingestion_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
     @dg.asset(
+        name=STORE_TABLE,
+        group_name="ingestion",
+        # One writer at a time: crawls and day writes of the store queue instead of racing.
+        pool="ingestion",
+        kinds={"duckdb", "python"},
+        code_version=CODE_VERSION,
+        description=(
+            "Every article ever fetched, one row per article_id (a PRIMARY KEY): the sources are read and "
+            "what they hold now is upserted (new articles added, changed texts updated in place with "
+            "updated_at). Crawled hourly by crawl_job (crawl.schedule) so items that roll off a feed "
+            "between the daily runs are kept. Never shrinks."
+        ),
+        tags={"layer": "bronze"},
+    )
+    def crawled_articles(
+        context: dg.AssetExecutionContext, newsml: NewsmlSettings, warehouse: WarehouseResource
+    ) -> dg.MaterializeResult:
+        settings = newsml.settings
+        store = article_store(settings, warehouse)
+        batch, reports, stats = crawl_into_store(context, settings, store)
+        total = store.wh.query(f"SELECT count(*) AS n FROM {STORE_TABLE}")["n"].item()
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": dg.MetadataValue.int(int(total)),
+                **_crawl_metadata(batch, reports, stats),
+            }
+        )
+
+    @dg.asset(
         name=TABLE,
         group_name="ingestion",
         partitions_def=partitions,
-        # A backfill over many days crawls/reads the sources once and writes every day in one run.
+        deps=[dg.AssetKey(STORE_TABLE)],
+        # A backfill over many days reads the sources once and writes every day in one run.
         backfill_policy=dg.BackfillPolicy.single_run(),
-        # One writer at a time keeps article_id unique across partitions written concurrently.
         pool="ingestion",
         kinds={"duckdb", "python"},
+        code_version=CODE_VERSION,
         description=(
-            "Articles of the day (by published date, else fetch date) from every configured source: "
-            "RSS/Atom/JSON feeds with pages fetched and extracted, local files and HF datasets. "
-            "One row per article_id across the whole table; exact duplicates collapse, near-duplicates "
-            "are flagged in near_duplicate_of."
+            "Articles of the day (UTC published date, else first-fetch date): every article of that day "
+            "in crawled_articles, after reading the sources once more. Re-materializing or backfilling a "
+            "day never removes an article; exact duplicates are left out, near-duplicates (also across "
+            "days) flagged in near_duplicate_of."
         ),
         tags={"layer": "bronze"},
         # The daily schedule ingests yesterday at 00:30 UTC; a day and a half without news is a problem.
@@ -42,52 +128,32 @@ def build_ingestion_assets(partitions: dg.PartitionsDefinition) -> list[dg.Asset
         context: dg.AssetExecutionContext, newsml: NewsmlSettings, warehouse: WarehouseResource
     ) -> dg.MaterializeResult:
         settings = newsml.settings
-        cfg = settings.config
         days = sorted(date.fromisoformat(k) for k in context.partition_keys)
-        fetched_at = datetime.now(UTC)
-        context.log.info("collecting %d source(s) for %s..%s", len(cfg.sources), days[0], days[-1])
-        batch, reports = collect_articles(
-            cfg.sources,
-            crawl_cfg=cfg.crawl,
-            state_dir=settings.home,
-            fetched_at=fetched_at,
-        )
-        wh = warehouse.get()
-        totals: dict[str, int] = {}
+        store = article_store(settings, warehouse)
+        batch, reports, stats = crawl_into_store(context, settings, store)
+        wh = store.wh
         written: list[pl.DataFrame] = []
         for day in days:
-            existing = (
-                wh.query(f"SELECT article_id, content_hash FROM {TABLE} WHERE partition_date <> ?", [day])
+            rows = store.day(day)
+            old = (
+                set(wh.query(f"SELECT article_id FROM {TABLE} WHERE partition_date = ?", [day])["article_id"])
                 if wh.table_exists(TABLE)
-                else pl.DataFrame(schema={"article_id": pl.String(), "content_hash": pl.String()})
+                else set()
             )
-            rows, stats = prepare_partition(
-                batch,
-                existing_elsewhere=existing,
-                partition_date=day,
-                near_duplicate_threshold=cfg.crawl.near_duplicate_threshold,
+            check_no_loss(old, set(rows["article_id"].to_list()), where=f"{TABLE} partition {day}")
+            wh.replace_partition(TABLE, rows, partition_column="partition_date", partition_key=day)
+            context.log.info(
+                "%s: %d articles (%d new since the last write)", day, len(rows), len(rows) - len(old)
             )
-            replaced = wh.replace_partition(TABLE, rows, partition_column="partition_date", partition_key=day)
-            context.log.info("%s: wrote %d rows (replaced %d)", day, len(rows), replaced)
-            for k, v in stats.as_dict().items():
-                if isinstance(v, int):
-                    totals[k] = totals.get(k, 0) + v
             written.append(rows)
-        all_rows = pl.concat(written, how="vertical_relaxed") if written else batch.head(0)
-        errors = sum(len(r.errors) for r in reports)
-        if errors:
-            context.log.warning("%d source error(s); see the sources table in the metadata", errors)
+        all_rows = pl.concat(written, how="vertical_relaxed") if written else store.day(days[0]).head(0)
+        run_days = {d.isoformat() for d in days}
         return dg.MaterializeResult(
             metadata={
                 "dagster/row_count": dg.MetadataValue.int(len(all_rows)),
-                "rows_written": totals.get("rows_written", 0),
-                "rows_collected": len(batch),
-                "outside_partition": totals.get("outside_partition", 0),
-                "exact_duplicates_dropped": totals.get("exact_duplicates_in_batch", 0),
-                "already_in_other_partitions": totals.get("already_in_other_partitions", 0),
-                "near_duplicates_flagged": totals.get("near_duplicates_flagged", 0),
-                "source_errors": errors,
-                "sources": dg.MetadataValue.md(source_report_table(reports)),
+                "rows_written": len(all_rows),
+                **_crawl_metadata(batch, reports, stats),
+                "stored_for_other_days": sum(n for d, n in stats.new_per_day.items() if d not in run_days),
                 "per_source_rows": dg.MetadataValue.json(
                     dict(all_rows.group_by("source").len().iter_rows()) if len(all_rows) else {}
                 ),
@@ -97,4 +163,4 @@ def build_ingestion_assets(partitions: dg.PartitionsDefinition) -> list[dg.Asset
             }
         )
 
-    return [raw_articles]
+    return [crawled_articles, raw_articles]

@@ -79,9 +79,15 @@ def test_jobs_schedules_and_sensor(make_settings) -> None:
     assert weekly.job_name == "retrain_job"
     daily = defs.resolve_schedule_def("daily_ingest_schedule")
     assert daily.job_name == "ingest_job"
-    ctx = dg.build_schedule_context(scheduled_execution_time=datetime(2026, 11, 22, 0, 30, tzinfo=UTC))
-    req = daily(ctx)
-    assert req.partition_key == "2026-11-21"  # the day that just ended
+    ctx = dg.build_schedule_context(
+        scheduled_execution_time=datetime(2026, 11, 22, 0, 30, tzinfo=UTC), resources=defs.resources
+    )
+    reqs = daily(ctx)
+    assert [r.partition_key for r in reqs] == ["2026-11-21"]  # the day that just ended
+    hourly = defs.resolve_schedule_def("hourly_crawl_schedule")
+    assert hourly.cron_schedule == "0 * * * *" and hourly.job_name == "crawl_job"
+    crawl = defs.resolve_job_def("crawl_job")
+    assert {k.to_user_string() for k in crawl.asset_layer.selected_asset_keys} == {"crawled_articles"}
     sensor = defs.resolve_sensor_def("drift_sensor")
     assert sensor.job_name == "retrain_job"
 

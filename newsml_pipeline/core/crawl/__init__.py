@@ -2,7 +2,7 @@
 
 Main entry point: `collect_articles(config.sources, crawl_cfg=config.crawl, state_dir=home,
 fetched_at=now)` → (frame in the raw_articles contract, one SourceReport per source); then
-`newsml_pipeline.core.data.articles.prepare_partition` for one day's rows.
+`newsml_pipeline.core.data.article_store.ArticleStore.record` to store them.
 """
 
 from newsml_pipeline.core.crawl.crawler import CrawledPage, CrawlStats, PageRequest, crawl_pages

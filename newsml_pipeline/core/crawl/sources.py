@@ -429,6 +429,18 @@ def _timed(src, fn, **kw) -> tuple[pl.DataFrame, SourceReport]:
     return df, rep
 
 
+def every_source_failed(reports: list[SourceReport]) -> str | None:
+    """A message naming every source's error when all configured sources failed, else None.
+
+    Such a run must fail and change nothing: storing "nothing" for a day is not the same as
+    having nothing to store. No sources at all, or sources that are merely empty, are not failures.
+    """
+    if not reports or not all(r.failed for r in reports):
+        return None
+    errors = "; ".join(f"{r.source}: {r.errors[0] if r.errors else 'failed'}" for r in reports)
+    return f"every source failed ({len(reports)} of {len(reports)}), nothing was stored: {errors}"
+
+
 def collect_articles(
     sources: list,
     *,
@@ -443,7 +455,7 @@ def collect_articles(
     `state_dir` (normally NEWSML_HOME) holds `crawl_state.duckdb` for conditional GETs; None
     disables it. `allow_private` overrides `crawl.allow_private_hosts` (tests: loopback);
     `polite=False` drops per-host rate limiting (loopback benchmarks only).
-    Not deduplicated yet: see `core.data.articles.prepare_partition`.
+    Not deduplicated yet: `core.data.article_store.ArticleStore.record` stores them.
     """
     if fetched_at.tzinfo is None:
         raise ValueError("fetched_at must be timezone-aware (UTC)")

@@ -275,8 +275,11 @@ class ArticleStore:
         )
 
     def missing_from(self, table: str, *, since: date) -> dict[date, int]:
-        """Stored articles of days ≥ `since` that `table` (a view written earlier) lacks, per day."""
-        self.ensure()
+        """Stored articles of days ≥ `since` that `table` (a view written earlier) lacks, per day.
+
+        Read-only (schedules call it): no store yet means nothing is missing."""
+        if not self.wh.table_exists(STORE_TABLE):
+            return {}
         if not self.wh.table_exists(table):
             sql = (
                 f"SELECT partition_date, count(*) AS n FROM {STORE_TABLE} "

@@ -7,13 +7,8 @@ from datetime import UTC, date, datetime, timedelta
 import polars as pl
 
 from newsml_pipeline.core.crawl.urls import article_id_for
-from newsml_pipeline.core.data.articles import (
-    collapse_exact_duplicates,
-    content_hash,
-    filter_partition,
-    near_duplicate_pairs,
-    prepare_partition,
-)
+from newsml_pipeline.core.data.article_store import ArticleStore
+from newsml_pipeline.core.data.articles import content_hash, with_partition_date
 from newsml_pipeline.core.data.schema import RAW_ARTICLES, conform
 from newsml_pipeline.core.data.warehouse import Warehouse
 
@@ -63,14 +58,15 @@ def test_partition_boundaries_are_utc_midnight():
             {"text": "undated"},
         ]
     )
-    assert filter_partition(df, date(2024, 3, 9))["text"].to_list() == ["late", "berlin"]
-    assert filter_partition(df, date(2024, 3, 10))["text"].to_list() == [
+    days = with_partition_date(df)
+    assert days.filter(pl.col("partition_date") == date(2024, 3, 9))["text"].to_list() == ["late", "berlin"]
+    assert days.filter(pl.col("partition_date") == date(2024, 3, 10))["text"].to_list() == [
         "midnight",
         "undated",
     ]  # undated -> fetch date
 
 
-def test_exact_duplicates_keep_earliest_published_deterministically():
+def test_exact_duplicates_keep_earliest_published_deterministically(tmp_path):
     early, late = datetime(2024, 3, 10, 7, tzinfo=UTC), datetime(2024, 3, 10, 9, tzinfo=UTC)
     df = _frame(
         [
@@ -81,52 +77,58 @@ def test_exact_duplicates_keep_earliest_published_deterministically():
             {"text": "unique", "url": "https://e.org/2", "source": "e", "published": late},
         ]
     )
-    out, dropped = collapse_exact_duplicates(df)
-    # same text: the earlier-published b wins; same canonical URL, both undated: first seen (c) wins
-    assert dropped == 2
-    assert out["source"].to_list() == ["b", "c", "e"]  # batch order is kept
-    again, _ = collapse_exact_duplicates(df.reverse())
-    assert sorted(again["source"].to_list()) == ["b", "d", "e"]  # undated tie -> first seen in that order
+    store = _store(tmp_path)
+    stats = store.record(_with_day(df))
+    # same text: the earlier-published b is the original; same canonical URL (one article_id),
+    # both undated: the first seen (c) is stored
+    assert stats.exact_duplicates == 1 and stats.new == 4
+    assert sorted(store.day(FETCHED.date())["source"].to_list()) == ["b", "c", "e"]
+    other = _store(tmp_path / "other")
+    other.record(_with_day(df.reverse()))
+    assert sorted(other.day(FETCHED.date())["source"].to_list()) == [
+        "b",
+        "d",
+        "e",
+    ]  # first seen in that order
 
 
-def test_near_duplicates_flagged_not_dropped(bbc_rows):
+def _store(tmp_path, threshold: float = 0.9) -> ArticleStore:
+    return ArticleStore(Warehouse(tmp_path / "wh.duckdb"), near_duplicate_threshold=threshold)
+
+
+def _with_day(df: pl.DataFrame) -> pl.DataFrame:
+    return conform(with_partition_date(df), RAW_ARTICLES, table="raw_articles")
+
+
+def test_near_duplicates_flagged_not_dropped(bbc_rows, tmp_path):
     base = [r["text"] for r in bbc_rows[:60]]
     edited = base[5].replace(".", ";", 2) + " Additional reporting by a staff writer."
     texts = base + [edited]
-    pairs = near_duplicate_pairs(texts, threshold=0.8)
-    assert pairs == {60: 5}
     df = _frame([{"text": t, "url": f"https://n.org/{i}", "published": FETCHED} for i, t in enumerate(texts)])
-    rows, stats = prepare_partition(
-        df,
-        existing_elsewhere=pl.DataFrame(
-            {"article_id": [], "content_hash": []},
-            schema={"article_id": pl.String, "content_hash": pl.String},
-        ),
-        near_duplicate_threshold=0.8,
-    )
-    assert stats.near_duplicates_flagged == 1 and len(rows) == 61
+    store = _store(tmp_path, threshold=0.8)
+    stats = store.record(_with_day(df))
+    rows = store.day(FETCHED.date())
+    assert stats.near_duplicates == 1 and len(rows) == 61
     flagged = rows.filter(pl.col("near_duplicate_of").is_not_null())
     assert flagged["url"].to_list() == ["https://n.org/60"]
-    assert flagged["near_duplicate_of"][0] == rows["article_id"][5]
+    assert flagged["near_duplicate_of"][0] == df["article_id"][5]
 
 
-def test_bbc_known_duplicates_collapse(bbc_rows):
+def test_bbc_known_duplicates_are_kept_out_of_the_day(bbc_rows, tmp_path):
     df = _frame([{"text": r["text"], "id": f"bbc-{r['id']}", "published": FETCHED} for r in bbc_rows])
-    out, dropped = collapse_exact_duplicates(df)
+    store = _store(tmp_path)
+    stats = store.record(_with_day(df))
     # The corpus marks 98 rows as copies (title + text); 39 more repeat a text under another title.
     distinct_texts = len({" ".join(r["text"].lower().split()) for r in bbc_rows})
-    assert dropped == len(bbc_rows) - distinct_texts and dropped >= 98
-    kept = set(out["article_id"].to_list())
+    assert stats.exact_duplicates == len(bbc_rows) - distinct_texts and stats.exact_duplicates >= 98
+    kept = set(store.day(FETCHED.date())["article_id"].to_list())
+    assert len(kept) == distinct_texts
     assert not any(f"bbc-{r['id']}" in kept for r in bbc_rows if r.get("duplicate_of"))
 
 
-def _empty_elsewhere():
-    return pl.DataFrame(schema={"article_id": pl.String, "content_hash": pl.String})
-
-
-def test_prepare_partition_idempotent_over_reruns(tmp_path):
-    """Re-materialize days in any order, with overlapping re-crawls: 0 duplicate ids, stable rows."""
-    wh = Warehouse(tmp_path / "wh.duckdb")
+def test_overlapping_recrawls_in_any_order_never_duplicate_or_shrink(tmp_path):
+    """Re-crawls that re-date stories and add new ones: 0 duplicate ids, days only grow."""
+    store = _store(tmp_path)
     d1, d2 = date(2024, 3, 9), date(2024, 3, 10)
     day1 = datetime(2024, 3, 9, 12, tzinfo=UTC)
     day2 = datetime(2024, 3, 10, 12, tzinfo=UTC)
@@ -145,40 +147,20 @@ def test_prepare_partition_idempotent_over_reruns(tmp_path):
             {"text": "story three", "url": "https://x.org/3", "published": day1},
         ]
     )
-
-    def materialize(batch, day):
-        if wh.table_exists("raw_articles"):
-            elsewhere = wh.query(
-                "SELECT article_id, content_hash FROM raw_articles WHERE partition_date <> ?", [day]
-            )
-        else:
-            elsewhere = _empty_elsewhere()
-        rows, stats = prepare_partition(batch, existing_elsewhere=elsewhere, partition_date=day)
-        wh.replace_partition("raw_articles", rows, partition_column="partition_date", partition_key=day)
-        return stats
-
-    snapshots = []
-    for batch, day in [
-        (crawl_a, d1),
-        (crawl_a, d2),
-        (crawl_a, d2),
-        (crawl_b, d2),
-        (crawl_b, d1),
-        (crawl_b, d1),
-        (crawl_a, d1),
-    ]:
-        materialize(batch, day)
-        table = wh.read("raw_articles")
-        assert table["article_id"].n_unique() == len(table), (day, table)
-        assert table["content_hash"].n_unique() == len(table)
-        snapshots.append(table.sort("article_id")["article_id"].to_list())
-    assert snapshots[1] == snapshots[2]  # same input twice: nothing changes
-    assert snapshots[4] == snapshots[5]
-    stats = materialize(crawl_a, d2)
-    assert stats.already_in_other_partitions >= 1 and stats.outside_partition == 1
+    sizes: list[tuple[int, int]] = []
+    for batch in [crawl_a, crawl_a, crawl_b, crawl_b, crawl_a]:
+        store.record(_with_day(batch))
+        days = [store.day(d) for d in (d1, d2)]
+        both = pl.concat(days)
+        assert both["article_id"].n_unique() == len(both)
+        assert both["content_hash"].n_unique() == len(both)
+        sizes.append((len(days[0]), len(days[1])))
+    assert sizes == sorted(sizes)  # never shrinks
+    assert sizes[-1] == (2, 1)  # story one stays on the day it was first stored; its mirror is a duplicate
+    assert store.day(d1)["url"].to_list() == ["https://x.org/1", "https://x.org/3"]
 
 
-def test_prepare_partition_stats_and_contract():
+def test_record_stats_and_contract(tmp_path):
     df = _frame(
         [
             {"text": "a text", "url": "https://x.org/a", "source": "s1", "published": FETCHED},
@@ -192,16 +174,17 @@ def test_prepare_partition_stats_and_contract():
             },
         ]
     )
-    elsewhere = pl.DataFrame({"article_id": ["zzz"], "content_hash": [content_hash("b text")]})
-    rows, stats = prepare_partition(df, existing_elsewhere=elsewhere, partition_date=FETCHED.date())
-    assert list(rows.columns[: len(RAW_ARTICLES)]) == list(RAW_ARTICLES)
-    assert stats.as_dict() | {"per_source": None} == {
-        "input_rows": 4,
-        "outside_partition": 1,
-        "exact_duplicates_in_batch": 1,
-        "already_in_other_partitions": 1,
-        "near_duplicates_flagged": 0,
-        "rows_written": 1,
-        "per_source": None,
+    store = _store(tmp_path)
+    stats = store.record(_with_day(df))
+    assert stats.as_dict() == {
+        "batch_rows": 4,
+        "new": 4,
+        "updated": 0,
+        "seen_again": 0,
+        "exact_duplicates": 1,
+        "near_duplicates": 0,
+        "new_per_day": {"2024-03-07": 1, "2024-03-10": 3},
     }
-    assert stats.per_source == {"s1": 1}
+    rows = store.day(FETCHED.date())
+    assert list(rows.columns[: len(RAW_ARTICLES)]) == list(RAW_ARTICLES)
+    assert sorted(rows["url"].to_list()) == ["https://x.org/a", "https://x.org/b"]
