@@ -7,7 +7,7 @@ now. A run in which every source fails raises a `Failure` before anything is wri
 """
 
 import logging
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
 
 import dagster as dg
@@ -15,6 +15,7 @@ import polars as pl
 
 from newsml_pipeline.core.crawl.sources import SourceReport, collect_articles, every_source_failed
 from newsml_pipeline.core.data.article_store import STORE_TABLE, ArticleStore, RecordStats, check_no_loss
+from newsml_pipeline.defs.clock import run_time
 from newsml_pipeline.defs.metadata import preview_table, source_report_table
 from newsml_pipeline.defs.resources import NewsmlSettings, WarehouseResource
 from newsml_pipeline.settings import Settings
@@ -42,7 +43,7 @@ def crawl_into_store(
     cfg = settings.config
     context.log.info("collecting %d source(s)", len(cfg.sources))
     batch, reports = collect_articles(
-        cfg.sources, crawl_cfg=cfg.crawl, state_dir=settings.home, fetched_at=datetime.now(UTC)
+        cfg.sources, crawl_cfg=cfg.crawl, state_dir=settings.home, fetched_at=run_time(context)
     )
     failed = every_source_failed(reports)
     if failed:

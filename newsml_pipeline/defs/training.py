@@ -12,6 +12,7 @@ import polars as pl
 from newsml_pipeline.core.data.quality import check_min_class_count
 from newsml_pipeline.core.data.splits import build_splits
 from newsml_pipeline.core.registry.model_logging import train_and_log
+from newsml_pipeline.defs.clock import run_time
 from newsml_pipeline.defs.metadata import markdown_table, quality_check_result
 from newsml_pipeline.defs.resources import MlflowResource, NewsmlSettings, WarehouseResource
 
@@ -87,7 +88,7 @@ def dataset_splits(
     wh = warehouse.get()
     frame = labeled_with_raw(wh)
     splits, report = build_splits(
-        frame, splits_cfg=cfg.splits, labels=cfg.labels.names, today=datetime.now(UTC).date()
+        frame, splits_cfg=cfg.splits, labels=cfg.labels.names, today=run_time(context).date()
     )
     wh.replace_table(SPLITS_TABLE, splits)
     counts = splits.group_by("split", "label").len().sort("split", "label")
