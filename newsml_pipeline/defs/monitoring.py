@@ -7,6 +7,7 @@ import dagster as dg
 import polars as pl
 
 from newsml_pipeline.core.data.schema import SCORED_ARTICLES, conform
+from newsml_pipeline.core.monitoring.rescoring import keep_first_scoring
 from newsml_pipeline.core.serving.predictor import Predictor
 from newsml_pipeline.defs.metadata import preview_table
 from newsml_pipeline.defs.resources import NewsmlSettings, WarehouseResource
@@ -76,6 +77,12 @@ def build_monitoring_assets(partitions: dg.PartitionsDefinition) -> list[dg.Asse
             raw = wh.read("raw_articles", where="partition_date = ?", params=[day])
             labeled = wh.read("labeled_articles", where="partition_date = ?", params=[day])
             scored = score_day(predictor, raw, labeled, day=day)
+            if wh.table_exists(TABLE):  # a re-run: same article, same model = not new to the drift stream
+                previous = wh.query(
+                    f"SELECT article_id, model_version, scored_at FROM {TABLE} WHERE partition_date = ?",
+                    [day],
+                )
+                scored = keep_first_scoring(scored, previous)
             wh.replace_partition(TABLE, scored, partition_column="partition_date", partition_key=day)
             frames.append(scored)
         scored = pl.concat(frames) if frames else pl.DataFrame(schema=SCORED_SCHEMA)
