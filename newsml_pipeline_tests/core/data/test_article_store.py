@@ -157,3 +157,18 @@ def test_check_no_loss_refuses_a_shrinking_rewrite() -> None:
 def test_empty_batch_is_a_no_op(store: ArticleStore) -> None:
     assert store.record(batch([], fetched_at=T1)).new == 0
     assert store.day(date(2026, 11, 20)).is_empty()
+
+
+def test_a_cross_day_near_duplicate_lands_in_its_storys_split_group(store: ArticleStore) -> None:
+    """dataset_splits assigns whole groups (roots of near_duplicate_of chains) to one split, so
+    the re-run of yesterday's story can never sit in test while the original trains."""
+    from newsml_pipeline.core.data.splits import group_keys
+
+    store.record(batch([{"id": "day1", "text": STORY, "published": T1}], fetched_at=T1))
+    store.record(batch([{"id": "day2", "text": STORY + " Updated at 10:00.", "published": T2}], fetched_at=T2))
+    rows = pl.concat([store.day(T1.date()), store.day(T2.date())])
+    keys = group_keys(
+        rows["article_id"].to_list(), rows["near_duplicate_of"].to_list(), rows["content_hash"].to_list()
+    )
+    assert rows["near_duplicate_of"].to_list() == [None, "day1"]
+    assert keys[0] == keys[1]
