@@ -86,6 +86,12 @@ def dataset_splits(
 ) -> dg.MaterializeResult:
     cfg = newsml.config
     wh = warehouse.get()
+    missing = [t for t in ("raw_articles", "labeled_articles") if not wh.table_exists(t)]
+    if missing:
+        raise dg.Failure(
+            description=f"nothing to split yet: {', '.join(missing)} not materialized; "
+            "run ingest_job (raw → labeled → scored) for some days first"
+        )
     frame = labeled_with_raw(wh)
     splits, report = build_splits(
         frame, splits_cfg=cfg.splits, labels=cfg.labels.names, today=run_time(context).date()
