@@ -13,7 +13,7 @@ def test_defaults_need_ten_test_rows_per_class_of_five() -> None:
 
 
 def test_remaining_need_counts_down_and_ignores_unknown_labels() -> None:
-    need = trusted_labels_needed({"a": 60, "b": 100, "zzz": 5}, labels=["a", "b", "c"], **DEFAULTS)
+    need = trusted_labels_needed({"a": 60, "b": 200, "zzz": 5}, labels=["a", "b", "c"], **DEFAULTS)
     target = gold_needed_per_class(k=3, **DEFAULTS)
     assert need == {"a": target - 60, "b": 0, "c": target}
 
