@@ -15,6 +15,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from newsml_pipeline.core.labeling.silver import check_silver_functions  # noqa: E402
+
 DEFAULT_CONFIG_PATH = Path(__file__).parent / "config" / "default.yaml"
 DEFAULT_REGISTERED_MODEL = "newsml-topic-classifier"
 
@@ -239,6 +241,13 @@ class MlflowConfig(_Strict):
 
 
 class GateConfig(_Strict):
+    # What the test rows' labels are: gold (trusted: feedback, a labelled source), silver (held-out
+    # articles labelled by functions independent of the baseline, core/labeling/silver.py), or
+    # auto = gold when there are enough gold test rows, else silver. Every evaluation says which.
+    evaluation: Literal["auto", "gold", "silver"] = "auto"
+    silver_functions: list[str] = Field(default_factory=lambda: ["keywords", "url_section"])
+    # A silver label needs at least this many of silver_functions voting, all for the same class.
+    silver_min_votes: int = Field(default=1, ge=1)
     metric: Literal["macro_f1", "accuracy"] = "macro_f1"
     baseline: Literal["zero_shot", "keywords", "labeler"] = "zero_shot"
     min_gain_over_baseline: float = 0.05
@@ -247,6 +256,11 @@ class GateConfig(_Strict):
     min_test_rows: int = Field(default=50, ge=1)
     bootstrap_samples: int = Field(default=1000, ge=100)
     seed: int = 0
+
+    @field_validator("silver_functions")
+    @classmethod
+    def _independent(cls, v: list[str]) -> list[str]:
+        return check_silver_functions(v)
 
 
 class DriftConfig(_Strict):
@@ -294,6 +308,16 @@ class NewsmlConfig(_Strict):
     gate: GateConfig = GateConfig()
     drift: DriftConfig = DriftConfig()
     serving: ServingConfig = ServingConfig()
+
+    @model_validator(mode="after")
+    def _silver_functions_run(self) -> NewsmlConfig:
+        missing = [f for f in self.gate.silver_functions if f not in self.labels.functions]
+        if missing and self.gate.evaluation != "gold":
+            raise ValueError(
+                f"gate.silver_functions {missing} are not in labels.functions {list(self.labels.functions)}: "
+                "silver labels come from their votes"
+            )
+        return self
 
     @model_validator(mode="after")
     def _unique_source_names(self) -> NewsmlConfig:

@@ -65,7 +65,7 @@ OUTPUT_SCHEMA: dict[str, pl.DataType] = {
     "article_id": pl.String(),
     "split": pl.String(),
     "label": pl.String(),
-    "label_source": pl.String(),  # auto / gold
+    "label_source": pl.String(),  # auto / gold / silver
     "partition_date": pl.Date(),
     "group_key": pl.String(),
 }
@@ -273,11 +273,19 @@ def _drop_label_issues(
 
 
 def build_splits(
-    frame: pl.DataFrame, *, splits_cfg: SplitsConfig, labels: list[str], today: date
+    frame: pl.DataFrame,
+    *,
+    splits_cfg: SplitsConfig,
+    labels: list[str],
+    today: date,
+    evaluation: str = "gold",
 ) -> tuple[pl.DataFrame, dict[str, Any]]:
     """Assign labelled articles to train/val/test (rules in the module docstring).
 
-    frame: one row per article with INPUT_COLUMNS (labeled_articles ⋈ raw_articles ⋈ feedback).
+    frame: one row per article with INPUT_COLUMNS (labeled_articles ⋈ raw_articles ⋈ feedback),
+    plus `silver_label` when `evaluation="silver"`: then an evaluation bucket uses a row's gold
+    label, else its silver label (`label_source` "silver"), so held-out articles evaluate the
+    candidate before people have labelled enough (see core.labeling.silver).
     Returns (splits[article_id, split, label, label_source, partition_date, group_key], report)
     where report holds sizes, per-class counts per split, dropped counts, gold usage and groups.
     Raises SplitError when a class has fewer than the configured minimum rows in some split.
@@ -308,6 +316,19 @@ def build_splits(
             gold_outside_schema += 1
             g = None
         gold.append(g)
+    if evaluation not in ("gold", "silver"):
+        raise ValueError(f"evaluation must be 'gold' or 'silver', got {evaluation!r}")
+    if evaluation == "silver":
+        if "silver_label" not in windowed.columns:
+            raise ValueError("build_splits(evaluation='silver') needs a silver_label column")
+        silver = [v if v in label_set else None for v in windowed["silver_label"].cast(pl.String).to_list()]
+    else:
+        silver = [None] * len(gold)
+    # The label an evaluation bucket uses: gold first, then (silver evaluation only) silver.
+    trusted = [
+        (g, "gold") if g is not None else ((v, "silver") if v is not None else (None, None))
+        for g, v in zip(gold, silver, strict=True)
+    ]
 
     bucket = {
         k: bucket_of(
@@ -315,15 +336,15 @@ def build_splits(
         )
         for k in set(gkeys)
     }
-    group_has_gold = {k for k, g in zip(gkeys, gold, strict=True) if g is not None}
+    group_has_gold = {k for k, (t, _) in zip(gkeys, trusted, strict=True) if t is not None}
 
     dropped = Counter()
     rows: list[tuple[str, str, str, str, date | None, str]] = []
-    for aid, a, g, d, k in zip(ids, auto, gold, pdates, gkeys, strict=True):
+    for aid, a, g, (t, t_src), d, k in zip(ids, auto, gold, trusted, pdates, gkeys, strict=True):
         b = bucket[k]
         if b != "train":
-            if g is not None:
-                rows.append((aid, b, g, "gold", d, k))
+            if t is not None:
+                rows.append((aid, b, t, t_src, d, k))
                 continue
             if k in group_has_gold:
                 dropped["unlabelled_in_eval_group"] += 1
@@ -372,6 +393,10 @@ def build_splits(
         "gold_rows": sum(g is not None for g in gold),
         "gold_per_class": {lab: gold_per_class.get(lab, 0) for lab in labels},
         "gold_used": {s: int(((out["split"] == s) & (out["label_source"] == "gold")).sum()) for s in SPLITS},
+        "silver_used": {
+            s: int(((out["split"] == s) & (out["label_source"] == "silver")).sum()) for s in SPLITS
+        },
+        "evaluation": evaluation,
         "gold_outside_schema": gold_outside_schema,
         "eval_class_share_minus_gold_share": _share_gaps(per_class, gold_per_class, labels),
         "groups": len(bucket),

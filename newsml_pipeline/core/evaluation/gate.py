@@ -5,6 +5,8 @@ A candidate ships only if, on the same gold test rows:
   - its metric >= baseline + `min_gain_over_baseline`,
   - its metric >= champion - `max_drop_vs_champion` (when a champion serves),
   - every class F1 >= `min_class_f1` (a class without gold test rows fails: it was not measured).
+  - a silver-evaluated candidate never replaces a gold-evaluated champion (silver labels come
+    from labelling functions, not people: they can start a deployment, not overrule a trusted one).
 Each check reports value, threshold and margin so a person sees by how much it passed or failed.
 """
 
@@ -47,10 +49,16 @@ def decide_gate(
     gate_cfg: GateConfig,
     n_test: int,
     intervals: dict[str, BootstrapInterval] | None = None,
+    evaluation_kind: str = "gold",
+    champion_evaluation_kind: str | None = None,
 ) -> GateDecision:
     """Apply the gate. `intervals` (e.g. {"candidate_vs_baseline": ...}) are attached for context;
     the verdict uses point estimates only, so the same inputs always give the same verdict.
+    `evaluation_kind`: "gold" or "silver" test labels; `champion_evaluation_kind`: how the serving
+    champion was evaluated when it was deployed (None: unknown or no champion).
     """
+    if evaluation_kind not in ("gold", "silver"):
+        raise ValueError(f"evaluation_kind must be 'gold' or 'silver', got {evaluation_kind!r}")
     metric = gate_cfg.metric
     for name, s in (("candidate", candidate), ("baseline", baseline), ("champion", champion)):
         if s is not None and s.n != n_test:
@@ -67,8 +75,18 @@ def decide_gate(
     checks["min_test_rows"] = _check(ok, n_test, gate_cfg.min_test_rows)
     if not ok:
         failed.append(
-            f"too few gold test rows: {n_test} < gate.min_test_rows={gate_cfg.min_test_rows} "
+            f"too few {evaluation_kind} test rows: {n_test} < gate.min_test_rows={gate_cfg.min_test_rows} "
             "(add gold labels / feedback, or lower the minimum)"
+        )
+    ok = not (evaluation_kind == "silver" and champion_evaluation_kind == "gold")
+    checks["evaluation_kind"] = _check(
+        ok, evaluation_kind, None, champion_evaluation=champion_evaluation_kind or "none"
+    )
+    if not ok:
+        failed.append(
+            "this evaluation is silver and the champion was evaluated on gold: a silver evaluation "
+            "cannot replace a gold-evaluated champion (label articles on the labelling page until "
+            "the splits have enough gold test rows)"
         )
 
     cand = candidate.metric(metric)
@@ -137,7 +155,7 @@ def decide_gate(
         else [
             f"all checks passed: {metric} {cand:.4f} vs baseline {base:.4f}"
             + ("" if champion is None else f" and champion {champion.metric(metric):.4f}")
-            + f" on {n_test} gold rows"
+            + f" on {n_test} {evaluation_kind} rows"
         ]
     )
     return GateDecision(

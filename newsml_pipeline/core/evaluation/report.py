@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 TAG_TRAINING_RUN = "newsml.training_run_id"
 TAG_KIND = "newsml.run_kind"
+# gold / silver: on the evaluation run and on the evaluated model version (deployment reads it).
+TAG_EVALUATION = "newsml.evaluation"
 
 
 @dataclass
@@ -46,6 +48,7 @@ class EvaluationResult:
     baseline_kind: str
     confusion_png: dict[str, Path] = field(default_factory=dict)
     evaluation_run_id: str | None = None
+    evaluation_kind: str = "gold"  # what the test rows' labels are: gold or silver
 
     def confusion_tables(self) -> dict[str, str]:
         return {name: confusion_markdown(s) for name, s in self.scores.items()}
@@ -90,6 +93,7 @@ class EvaluationResult:
             "intervals": {k: v.to_dict() for k, v in self.intervals.items()},
             "gate": self.gate.to_dict(),
             "evaluation_run_id": self.evaluation_run_id,
+            "evaluation_kind": self.evaluation_kind,
         }
 
 
@@ -104,9 +108,12 @@ def evaluate_models(
     gate_cfg: GateConfig,
     baseline_kind: str,
     out_dir: str | Path | None = None,
+    evaluation_kind: str = "gold",
+    champion_evaluation_kind: str | None = None,
 ) -> EvaluationResult:
-    """Score every model on the same gold rows, bootstrap candidate − baseline/champion (seeded
-    by `gate.seed`), decide the gate, and write confusion PNGs under `out_dir` when given."""
+    """Score every model on the same test rows (`gold` holds their labels, gold or silver as
+    `evaluation_kind` says), bootstrap candidate − baseline/champion (seeded by `gate.seed`),
+    decide the gate, and write confusion PNGs under `out_dir` when given."""
     models = {"candidate": candidate, "baseline": baseline, "labeler": labeler, "champion": champion}
     models = {k: v for k, v in models.items() if v is not None}
     for name, p in models.items():
@@ -139,13 +146,15 @@ def evaluate_models(
         gate_cfg=gate_cfg,
         n_test=len(gold),
         intervals=intervals,
+        evaluation_kind=evaluation_kind,
+        champion_evaluation_kind=champion_evaluation_kind,
     )
     pngs: dict[str, Path] = {}
     if out_dir is not None:
         for name, s in scores.items():
             title = f"{name} ({models[name].version})" if models[name].version else name
             pngs[name] = plot_confusion(s, Path(out_dir) / f"confusion_{name}.png", title=title)
-    log.info("evaluation on %d gold rows: %s", len(gold), gate.summary())
+    log.info("evaluation on %d %s rows: %s", len(gold), evaluation_kind, gate.summary())
     return EvaluationResult(
         labels=list(labels),
         n_test=len(gold),
@@ -155,6 +164,7 @@ def evaluate_models(
         gate=gate,
         baseline_kind=baseline_kind,
         confusion_png=pngs,
+        evaluation_kind=evaluation_kind,
     )
 
 
@@ -177,6 +187,7 @@ def log_evaluation_run(
     client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     run_tags = {
         TAG_KIND: "evaluation",
+        TAG_EVALUATION: result.evaluation_kind,
         "newsml.gate_passed": str(result.gate.passed).lower(),
         "newsml.baseline": result.baseline_kind,
         **({TAG_TRAINING_RUN: training_run_id} if training_run_id else {}),
@@ -221,6 +232,8 @@ def run_evaluation(
     champion_version: str | None = None,
     out_dir: str | Path | None = None,
     device: str | None = None,
+    evaluation_kind: str = "gold",
+    champion_evaluation_kind: str | None = None,
 ) -> EvaluationResult:
     """Everything the `model_evaluation` asset needs: predictions of all models on the gold test
     rows (title, text, label[, url, article_id]) and the evaluation result."""
@@ -253,4 +266,6 @@ def run_evaluation(
         gate_cfg=cfg.gate,
         baseline_kind=kind,
         out_dir=out_dir,
+        evaluation_kind=evaluation_kind,
+        champion_evaluation_kind=champion_evaluation_kind,
     )

@@ -433,3 +433,31 @@ def test_gold_train_rows_are_never_dropped_as_label_issues(bbc_rows: list[dict])
     out, report = build_splits(frame, splits_cfg=cfg, labels=labels, today=TODAY)
     assert (out["label_source"] == "gold").all()
     assert report["dropped"]["label_issue"] == 0
+
+
+def test_silver_evaluation_fills_eval_buckets_from_silver_labels_and_prefers_gold() -> None:
+    frame = _frame(800, gold_share=0.05, seed=3)
+    # silver: the truth for two articles in three (the independent functions voted and agreed)
+    silver = [LABELS[i % len(LABELS)] if i % 3 else None for i in range(frame.height)]
+    frame = frame.with_columns(pl.Series("silver_label", silver, dtype=pl.String))
+    with pytest.raises(SplitError):  # 5 % gold is not enough to evaluate every class
+        build_splits(frame, splits_cfg=CFG, labels=LABELS, today=TODAY)
+    splits, report = build_splits(frame, splits_cfg=CFG, labels=LABELS, today=TODAY, evaluation="silver")
+    assert report["evaluation"] == "silver"
+    ev = splits.filter(pl.col("split") != "train")
+    assert set(ev["label_source"].unique()) == {"gold", "silver"}
+    assert report["silver_used"]["test"] > 0 and report["gold_used"]["test"] > 0
+    # a gold label always wins over a silver one, and silver rows never train
+    trusted = frame.select("article_id", pl.coalesce("feedback_label", "source_gold_label").alias("gold"))
+    gold_rows = ev.filter(pl.col("label_source") == "gold").join(trusted, on="article_id")
+    assert (gold_rows["label"] == gold_rows["gold"]).all()
+    assert splits.filter((pl.col("split") == "train") & (pl.col("label_source") == "silver")).is_empty()
+    # the buckets do not depend on labels: every evaluation row sits in its group's hash bucket
+    for key, split in ev.select("group_key", "split").iter_rows():
+        u = bucket_value(key, salt=CFG.salt)
+        assert (split == "val") == (u < CFG.val_fraction)
+
+
+def test_silver_mode_needs_the_silver_column() -> None:
+    with pytest.raises(ValueError, match="silver_label"):
+        build_splits(_frame(100), splits_cfg=CFG, labels=LABELS, today=TODAY, evaluation="silver")

@@ -79,3 +79,42 @@ def test_rows_mismatch_is_an_error_and_verdict_is_deterministic() -> None:
     a = decide_gate(candidate=cand, baseline=base, champion=None, gate_cfg=GateConfig(), n_test=120)
     b = decide_gate(candidate=cand, baseline=base, champion=None, gate_cfg=GateConfig(), n_test=120)
     assert a == b
+
+
+def test_silver_can_start_a_deployment_but_never_replace_a_gold_champion() -> None:
+
+    labels = ["a", "b"]
+    gold = ["a", "b"] * 40
+    cand = score_predictions(gold, gold, labels=labels)
+    base = score_predictions(gold, ["a"] * 80, labels=labels)
+    first = decide_gate(
+        candidate=cand,
+        baseline=base,
+        champion=None,
+        gate_cfg=GateConfig(),
+        n_test=80,
+        evaluation_kind="silver",
+    )
+    assert first.passed and "80 silver rows" in first.reasons[0]
+    over_gold = decide_gate(
+        candidate=cand,
+        baseline=base,
+        champion=base,
+        gate_cfg=GateConfig(),
+        n_test=80,
+        evaluation_kind="silver",
+        champion_evaluation_kind="gold",
+    )
+    assert not over_gold.passed
+    assert over_gold.checks["evaluation_kind"]["passed"] is False
+    assert "cannot replace a gold-evaluated champion" in over_gold.reasons[0]
+    over_silver = decide_gate(
+        candidate=cand,
+        baseline=base,
+        champion=base,
+        gate_cfg=GateConfig(),
+        n_test=80,
+        evaluation_kind="silver",
+        champion_evaluation_kind="silver",
+    )
+    assert over_silver.passed
