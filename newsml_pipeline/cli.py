@@ -199,6 +199,7 @@ def status_info(settings: Settings) -> dict[str, Any]:
         "deployed_at": deployed_at,
         "age": _age(deployed_at),
         "reason": tags.get(aliases.TAG_REASON),
+        "evaluation": tags.get("newsml.evaluation", "gold"),
         "metrics": metrics,
     }
     return info
@@ -219,6 +220,15 @@ def cmd_status(args: argparse.Namespace, settings: Settings, out: IO[str]) -> in
         )
         if champ["reason"]:
             out.write(f"  why: {champ['reason']}\n")
+        out.write(
+            f"  evaluated on: {champ['evaluation']} labels"
+            + (
+                " (silver: agreement with labelling rules, not people; see README)"
+                if champ["evaluation"] == "silver"
+                else ""
+            )
+            + "\n"
+        )
         for k, v in sorted(champ["metrics"].items()):
             out.write(f"  {k}: {v:.4f}\n" if isinstance(v, int | float) else f"  {k}: {v}\n")
     out.write(f"previous: {info['previous'] or 'none'}\n")

@@ -6,7 +6,7 @@ from typing import Any
 
 import dagster as dg
 
-from newsml_pipeline.core.evaluation.report import log_evaluation_run, run_evaluation
+from newsml_pipeline.core.evaluation.report import TAG_EVALUATION, log_evaluation_run, run_evaluation
 from newsml_pipeline.core.serving.predictor import ChampionResolver
 from newsml_pipeline.defs.resources import MlflowResource, NewsmlSettings, WarehouseResource
 from newsml_pipeline.defs.training import SPLITS_TABLE, split_rows_with_text
@@ -43,6 +43,17 @@ def model_evaluation(
     champion = resolver.current()
     champion_dir = resolver.local_dir(champion) if champion is not None else None
     out_dir = Path(candidate_model["model_dir"]).parent / "evaluation"
+    kind = (
+        str(test_rows["evaluation_kind"][0])
+        if "evaluation_kind" in test_rows.columns and len(test_rows)
+        else "gold"
+    )
+    client = mlflow.client()
+    champion_kind = None
+    if champion is not None:
+        tags = client.get_model_version(mlflow.registered_model, str(champion.version)).tags or {}
+        # a champion deployed before evaluations were labelled gold/silver was evaluated on gold
+        champion_kind = tags.get(TAG_EVALUATION, "gold")
     result = run_evaluation(
         test_rows,
         cfg=cfg,
@@ -51,6 +62,11 @@ def model_evaluation(
         champion_model_dir=champion_dir,
         champion_version=None if champion is None else champion.version,
         out_dir=out_dir,
+        evaluation_kind=kind,
+        champion_evaluation_kind=champion_kind,
+    )
+    client.set_model_version_tag(
+        mlflow.registered_model, str(candidate_model["version"]), TAG_EVALUATION, kind
     )
     eval_run_id = log_evaluation_run(
         result,
@@ -66,6 +82,8 @@ def model_evaluation(
         "gate_passed": result.gate.passed,
         "gate_reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in result.gate.reasons)),
         "n_test": result.n_test,
+        "evaluation_kind": kind,
+        "champion_evaluation_kind": champion_kind or "no champion",
         "mlflow_evaluation_run": dg.MetadataValue.url(
             mlflow.run_url(eval_run_id, candidate_model["experiment_id"])
         ),
@@ -90,12 +108,16 @@ def model_evaluation(
     description=(
         "Deployment rule: candidate macro-F1 ≥ baseline + gate.min_gain_over_baseline, ≥ champion − "
         "gate.max_drop_vs_champion, every class F1 ≥ gate.min_class_f1, and at least gate.min_test_rows "
-        "gold test rows. Blocking: a failure stops deployed_model in the same run."
+        "gold test rows; a silver evaluation never replaces a gold-evaluated champion. Blocking: a failure "
+        "stops deployed_model in the same run."
     ),
 )
 def evaluation_gate(model_evaluation: dict) -> dg.AssetCheckResult:
     gate = model_evaluation["gate"]
-    metadata: dict[str, Any] = {"reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in gate["reasons"]))}
+    metadata: dict[str, Any] = {
+        "reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in gate["reasons"])),
+        "evaluation_kind": model_evaluation.get("evaluation_kind", "gold"),
+    }
     for name, check in gate["checks"].items():
         metadata[name] = dg.MetadataValue.json(check)
     verdict = "PASSED" if gate["passed"] else "FAILED"

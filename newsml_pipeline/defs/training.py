@@ -10,7 +10,7 @@ import dagster as dg
 import polars as pl
 
 from newsml_pipeline.core.data.quality import check_min_class_count
-from newsml_pipeline.core.data.splits import build_splits
+from newsml_pipeline.core.data.splits import build_evaluated_splits
 from newsml_pipeline.core.registry.model_logging import train_and_log
 from newsml_pipeline.defs.clock import run_time
 from newsml_pipeline.defs.metadata import markdown_table, quality_check_result
@@ -46,7 +46,7 @@ def labeled_with_raw(wh) -> pl.DataFrame:
         feedback_col, feedback_join = "CAST(NULL AS VARCHAR)", ""
     return wh.query(
         f"""
-        SELECT l.article_id, l.partition_date, l.label AS auto_label, l.confidence,
+        SELECT l.article_id, l.partition_date, l.label AS auto_label, l.confidence, l.votes,
                r.title, r.text, r.url, r.source, r.content_hash, r.near_duplicate_of,
                r.gold_label AS source_gold_label, {feedback_col} AS feedback_label
         FROM labeled_articles l
@@ -74,8 +74,9 @@ def split_rows_with_text(wh) -> pl.DataFrame:
     kinds={"duckdb", "polars"},
     description=(
         "train / val / test over the rolling window (splits.window_days): deterministic salted-hash "
-        "assignment, near-duplicate groups kept together; val/test rows carry trusted gold labels, "
-        "train rows auto-labels (unless splits.train_on_gold)."
+        "assignment, near-duplicate groups kept together; val/test rows carry trusted gold labels (or, "
+        "with gate.evaluation silver/auto while gold is short, silver labels from functions independent "
+        "of the baseline: column evaluation_kind), train rows auto-labels (unless splits.train_on_gold)."
     ),
     tags={"layer": "gold"},
     # Training on a class with a handful of examples is meaningless: block candidate_model.
@@ -93,9 +94,14 @@ def dataset_splits(
             "run ingest_job (raw → labeled → scored) for some days first"
         )
     frame = labeled_with_raw(wh)
-    splits, report = build_splits(
-        frame, splits_cfg=cfg.splits, labels=cfg.labels.names, today=run_time(context).date()
+    splits, report = build_evaluated_splits(
+        frame,
+        splits_cfg=cfg.splits,
+        gate_cfg=cfg.gate,
+        labels=cfg.labels.names,
+        today=run_time(context).date(),
     )
+    splits = splits.with_columns(pl.lit(report["evaluation"]).alias("evaluation_kind"))
     wh.replace_table(SPLITS_TABLE, splits)
     counts = splits.group_by("split", "label").len().sort("split", "label")
     context.log.info("dataset_splits: %s", report)
@@ -106,6 +112,8 @@ def dataset_splits(
         check_results=[quality_check_result(q, asset=SPLITS_TABLE, prefix="train split: ")],
         metadata={
             "dagster/row_count": dg.MetadataValue.int(len(splits)),
+            "evaluation_kind": report["evaluation"],
+            "why_silver": report.get("why_silver", "not silver"),
             "split_sizes": dg.MetadataValue.json(dict(splits.group_by("split").len().iter_rows())),
             "label_sources": dg.MetadataValue.json(
                 {f"{s}/{src}": n for s, src, n in splits.group_by("split", "label_source").len().iter_rows()}

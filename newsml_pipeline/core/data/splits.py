@@ -17,6 +17,8 @@ How a row gets its split:
    are dropped (counted) because training on them would leak the group into train.
    In the train bucket, rows carry their auto-label, or the gold label when
    `splits.train_on_gold` is on. Train rows without a usable label (abstained) are dropped (counted).
+   With silver evaluation (`build_evaluated_splits`), a val/test row without gold uses its
+   silver label (functions independent of the baseline agreed, core.labeling.silver).
    So a row's bucket never changes; what can change is whether it is usable: a row that gains a
    gold label (new feedback) in a val/test bucket moves from train to evaluation, and a non-gold
    row of such a group is then dropped from train rather than leaked.
@@ -41,8 +43,9 @@ from typing import Any
 import polars as pl
 
 from newsml_pipeline.core.labeling.label_issues import find_label_issues
+from newsml_pipeline.core.labeling.silver import silver_labels
 from newsml_pipeline.core.training.inputs import format_input
-from newsml_pipeline.settings import SplitsConfig
+from newsml_pipeline.settings import GateConfig, SplitsConfig
 
 log = logging.getLogger(__name__)
 
@@ -222,9 +225,14 @@ def _split_error_message(
     hints = []
     if any(s != "train" for _, s, _, _ in failures):
         gold = report["gold_per_class"]
+        silver = (
+            " or silver labels (the keyword rules did not agree on enough held-out articles)"
+            if report.get("evaluation") == "silver"
+            else ""
+        )
         hints.append(
-            "val/test rows need gold labels: add feedback files for the short classes "
-            f"(gold rows in the window per class: {gold})"
+            f"val/test rows need gold labels{silver}: label the short classes on the labelling page "
+            f"(`newsml label`) or add feedback files (gold rows in the window per class: {gold})"
         )
     if any(s == "train" for _, s, _, _ in failures):
         hints.append(
@@ -415,4 +423,48 @@ def build_splits(
     if failures:
         raise SplitError(_split_error_message(failures, report, cfg))
     log.info("splits: %s (dropped %s)", report["sizes"], report["dropped"])
+    return out, report
+
+
+def build_evaluated_splits(
+    frame: pl.DataFrame, *, splits_cfg: SplitsConfig, gate_cfg: GateConfig, labels: list[str], today: date
+) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """`build_splits` with the evaluation `gate.evaluation` asks for (report["evaluation"] says which).
+
+    auto: gold when the gold splits can be built and hold at least `gate.min_test_rows` gold test
+    rows, else silver (report["why_silver"] says why). Silver labels come from the `votes` column
+    (labeled_articles) through `core.labeling.silver`. gold: SplitError when gold is short.
+    """
+    if "votes" in frame.columns and "silver_label" not in frame.columns:
+        frame = frame.with_columns(
+            pl.Series(
+                "silver_label",
+                silver_labels(
+                    frame["votes"].cast(pl.String).to_list(),
+                    functions=gate_cfg.silver_functions,
+                    min_votes=gate_cfg.silver_min_votes,
+                    labels=labels,
+                ),
+                dtype=pl.String(),
+            )
+        )
+    mode = gate_cfg.evaluation
+    why = "gate.evaluation is silver"
+    if mode in ("gold", "auto"):
+        try:
+            out, report = build_splits(frame, splits_cfg=splits_cfg, labels=labels, today=today)
+        except SplitError as e:
+            if mode == "gold":
+                raise
+            why = "gold is short: " + str(e).splitlines()[1].strip()
+        else:
+            n_gold_test = report["gold_used"]["test"]
+            if mode == "gold" or n_gold_test >= gate_cfg.min_test_rows:
+                return out, report
+            why = f"{n_gold_test} gold test rows < gate.min_test_rows={gate_cfg.min_test_rows}"
+    if "silver_label" not in frame.columns:
+        raise SplitError(f"silver evaluation needs the labelling functions' votes ({why})")
+    out, report = build_splits(frame, splits_cfg=splits_cfg, labels=labels, today=today, evaluation="silver")
+    report["why_silver"] = why
+    log.info("silver evaluation: %s", why)
     return out, report

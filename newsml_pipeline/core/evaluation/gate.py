@@ -79,7 +79,7 @@ def decide_gate(
             "(add gold labels / feedback, or lower the minimum)"
         )
     ok = not (evaluation_kind == "silver" and champion_evaluation_kind == "gold")
-    checks["evaluation_kind"] = _check(
+    checks["evaluation_vs_champion"] = _check(
         ok, evaluation_kind, None, champion_evaluation=champion_evaluation_kind or "none"
     )
     if not ok:

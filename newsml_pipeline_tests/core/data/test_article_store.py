@@ -165,7 +165,9 @@ def test_a_cross_day_near_duplicate_lands_in_its_storys_split_group(store: Artic
     from newsml_pipeline.core.data.splits import group_keys
 
     store.record(batch([{"id": "day1", "text": STORY, "published": T1}], fetched_at=T1))
-    store.record(batch([{"id": "day2", "text": STORY + " Updated at 10:00.", "published": T2}], fetched_at=T2))
+    store.record(
+        batch([{"id": "day2", "text": STORY + " Updated at 10:00.", "published": T2}], fetched_at=T2)
+    )
     rows = pl.concat([store.day(T1.date()), store.day(T2.date())])
     keys = group_keys(
         rows["article_id"].to_list(), rows["near_duplicate_of"].to_list(), rows["content_hash"].to_list()

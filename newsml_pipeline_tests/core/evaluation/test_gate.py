@@ -106,7 +106,7 @@ def test_silver_can_start_a_deployment_but_never_replace_a_gold_champion() -> No
         champion_evaluation_kind="gold",
     )
     assert not over_gold.passed
-    assert over_gold.checks["evaluation_kind"]["passed"] is False
+    assert over_gold.checks["evaluation_vs_champion"]["passed"] is False
     assert "cannot replace a gold-evaluated champion" in over_gold.reasons[0]
     over_silver = decide_gate(
         candidate=cand,
