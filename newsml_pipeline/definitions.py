@@ -16,6 +16,7 @@ from newsml_pipeline.defs.labeling import build_labeling_assets
 from newsml_pipeline.defs.monitoring import build_monitoring_assets
 from newsml_pipeline.defs.partitions import daily_partitions
 from newsml_pipeline.defs.resources import MlflowResource, NewsmlSettings, WarehouseResource
+from newsml_pipeline.defs.review import build_review_assets
 from newsml_pipeline.defs.training import training_assets
 from newsml_pipeline.settings import Settings
 
@@ -47,6 +48,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         *evaluation_assets,
         deployed_model,
         *build_monitoring_assets(partitions),
+        *build_review_assets(partitions),
     ]
     ingest_job, retrain_job, crawl_job = build_jobs(partitions)
     return dg.Definitions(

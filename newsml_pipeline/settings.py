@@ -294,6 +294,16 @@ class ServingConfig(_Strict):
     max_length: int | None = Field(default=None, ge=8)
 
 
+class ReviewConfig(_Strict):
+    """The review queue: articles most worth a person's label (core/labeling/review_queue.py)."""
+
+    # Articles queued per day: one per cluster of the day's embeddings.
+    daily_budget: int = Field(default=30, ge=1, le=1000)
+    # Priority bonus for an article whose suggested class still needs trusted labels.
+    coverage_weight: float = Field(default=0.5, ge=0)
+    seed: int = 0
+
+
 class NewsmlConfig(_Strict):
     """The whole YAML file. Unknown top-level keys are errors."""
 
@@ -308,6 +318,7 @@ class NewsmlConfig(_Strict):
     gate: GateConfig = GateConfig()
     drift: DriftConfig = DriftConfig()
     serving: ServingConfig = ServingConfig()
+    review: ReviewConfig = ReviewConfig()
 
     @model_validator(mode="after")
     def _silver_functions_run(self) -> NewsmlConfig:

@@ -23,7 +23,7 @@ from newsml_pipeline.settings import NewsmlConfig
 
 RETRAIN_TAGS = {"newsml/job": "retrain"}
 
-INGEST_ASSETS = ["raw_articles", "labeled_articles", "scored_articles"]
+INGEST_ASSETS = ["raw_articles", "labeled_articles", "scored_articles", "review_queue"]
 CRAWL_ASSETS = ["crawled_articles"]
 RETRAIN_ASSETS = ["label_feedback", "dataset_splits", "candidate_model", "model_evaluation", "deployed_model"]
 
@@ -33,7 +33,7 @@ def build_jobs(partitions: dg.PartitionsDefinition) -> tuple[Any, Any, Any]:
         "ingest_job",
         selection=dg.AssetSelection.assets(*INGEST_ASSETS),
         partitions_def=partitions,
-        description="One day's articles: crawl/load → auto-label → score with the champion.",
+        description="One day's articles: crawl/load → auto-label → score with the champion → queue the ones worth a label.",
     )
     retrain_job = dg.define_asset_job(
         "retrain_job",

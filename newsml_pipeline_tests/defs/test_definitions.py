@@ -70,6 +70,7 @@ def test_jobs_schedules_and_sensor(make_settings) -> None:
         "raw_articles",
         "labeled_articles",
         "scored_articles",
+        "review_queue",
     }
     assert {"dataset_splits", "candidate_model", "model_evaluation", "deployed_model"} <= {
         k.to_user_string() for k in retrain.asset_layer.selected_asset_keys

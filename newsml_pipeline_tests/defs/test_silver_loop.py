@@ -86,6 +86,11 @@ def test_retrain_reaches_a_verdict_on_silver_with_no_labelled_source(
             )
             assert res.success
         wh = Warehouse(settings.warehouse_path)
+        queue = wh.read("review_queue")  # ingest_job also queued the articles worth a label
+        budget = settings.config.review.daily_budget
+        assert 0 < queue.height <= budget * len(DAYS)
+        assert queue.group_by("partition_date").len()["len"].max() <= budget
+        assert queue["article_id"].n_unique() == queue.height
         assert wh.read("raw_articles")["gold_label"].null_count() == len(
             wh.read("raw_articles")
         )  # no gold at all
