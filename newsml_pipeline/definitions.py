@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from newsml_pipeline.defs.alerts import run_failure_alert_sensor
 from newsml_pipeline.defs.automation import build_drift_sensor, build_jobs, build_schedules
 from newsml_pipeline.defs.deployment import deployed_model
 from newsml_pipeline.defs.evaluation import evaluation_assets, evaluation_checks
@@ -56,7 +57,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         asset_checks=[*evaluation_checks],
         jobs=[ingest_job, retrain_job, crawl_job],
         schedules=build_schedules(ingest_job, retrain_job, crawl_job, settings.config),
-        sensors=[build_drift_sensor(retrain_job)],
+        sensors=[build_drift_sensor(retrain_job), run_failure_alert_sensor],
         resources=build_resources(settings),
     )
 

@@ -304,6 +304,26 @@ class ReviewConfig(_Strict):
     seed: int = 0
 
 
+class AlertsConfig(_Strict):
+    """Where failed-run alerts go besides the log (defs/alerts.py); all optional."""
+
+    # POST target for a small JSON per failed run; keep secrets out of the file with
+    # "${NEWSML_ALERT_WEBHOOK}" (an empty value disables the webhook). null = log only.
+    webhook_url: str | None = None
+    timeout_s: float = Field(default=5.0, gt=0, le=60)
+    # Base URL of the Dagster UI (e.g. http://127.0.0.1:3000); alerts then link the failed run.
+    dagster_ui_url: str | None = None
+
+    @field_validator("webhook_url", "dagster_ui_url")
+    @classmethod
+    def _http_url(cls, v: str | None) -> str | None:
+        if v is None or not v.strip():
+            return None
+        if not v.startswith(("http://", "https://")):
+            raise ValueError(f"must be an http:// or https:// URL, got {v!r}")
+        return v.rstrip("/")
+
+
 class NewsmlConfig(_Strict):
     """The whole YAML file. Unknown top-level keys are errors."""
 
@@ -319,6 +339,7 @@ class NewsmlConfig(_Strict):
     drift: DriftConfig = DriftConfig()
     serving: ServingConfig = ServingConfig()
     review: ReviewConfig = ReviewConfig()
+    alerts: AlertsConfig = AlertsConfig()
 
     @model_validator(mode="after")
     def _silver_functions_run(self) -> NewsmlConfig:

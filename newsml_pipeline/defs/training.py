@@ -1,6 +1,7 @@
 """`dataset_splits` and `candidate_model`: from labeled days to a LoRA fine-tuned, registered model."""
 
 import logging
+import shutil
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,6 +13,7 @@ import polars as pl
 from newsml_pipeline.core.data.quality import check_min_class_count
 from newsml_pipeline.core.data.splits import build_evaluated_splits
 from newsml_pipeline.core.registry.model_logging import train_and_log
+from newsml_pipeline.core.training.fine_tune import training_fingerprint
 from newsml_pipeline.defs.clock import run_time
 from newsml_pipeline.defs.metadata import markdown_table, quality_check_result
 from newsml_pipeline.defs.resources import MlflowResource, NewsmlSettings, WarehouseResource
@@ -138,6 +140,19 @@ def _jsonable(obj: Any) -> Any:
     return str(obj)
 
 
+def discard_stale_checkpoints(models_dir: Path, *, keep: Path) -> None:
+    """Remove the checkpoints a crashed training of other data or config left behind.
+
+    Trainings never overlap (the `gpu` pool and the retrain run limit), so checkpoints outside
+    `keep` can only be resumed if that exact dataset and config come back; each is hundreds of
+    MB of optimizer state. Finished models in those dirs are kept.
+    """
+    for ckpt in sorted(models_dir.glob("train-*/checkpoints")):
+        if ckpt.parent != keep:
+            log.warning("discarding checkpoints of another training's crashed run: %s", ckpt)
+            shutil.rmtree(ckpt)
+
+
 @dg.asset(
     group_name="training",
     deps=[dg.AssetKey(SPLITS_TABLE)],
@@ -169,7 +184,12 @@ def candidate_model(
         if dates is not None and dates.drop_nulls().len()
         else "all available rows"
     )
-    work_dir = settings.models_dir / f"run-{context.run_id}"
+    # Keyed on what is trained, not on the Dagster run: a re-execution of a crashed run (new run
+    # id, same splits and config) finds that run's checkpoints and resumes them.
+    fingerprint = training_fingerprint(frame, cfg.labels.names, cfg.training)
+    work_dir = settings.models_dir / f"train-{fingerprint}"
+    context.log.info("training work dir %s (fingerprint %s)", work_dir, fingerprint)
+    discard_stale_checkpoints(settings.models_dir, keep=work_dir)
     logged = train_and_log(
         frame,
         labels=cfg.labels.names,

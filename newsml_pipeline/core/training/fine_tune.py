@@ -103,8 +103,9 @@ def _loss_fn(weights: torch.Tensor | None, smoothing: float) -> Callable[..., to
     return compute
 
 
-def _fingerprint(frame: pl.DataFrame, labels: list[str], cfg: TrainingConfig) -> str:
-    """Hash of data + labels + config: a checkpoint is only resumed for the very same training."""
+def training_fingerprint(frame: pl.DataFrame, labels: list[str], cfg: TrainingConfig) -> str:
+    """16 hex chars hashing data + labels + config: a checkpoint is only resumed for the very same
+    training. Callers key work dirs on it, so a retry of the same training finds its checkpoints."""
     h = hashlib.sha256()
     h.update(json.dumps({"labels": labels, "cfg": cfg.model_dump(mode="json")}, sort_keys=True).encode())
     for row in frame.select("article_id", "split", "label").sort("article_id").iter_rows():
@@ -266,7 +267,7 @@ def train_classifier(
     trainable, total = count_parameters(model)
 
     ckpt_dir, resume_from = _prepare_checkpoint_dir(
-        output_dir, _fingerprint(frame, labels, cfg), resume=resume
+        output_dir, training_fingerprint(frame, labels, cfg), resume=resume
     )
     start_epoch = 0.0
     if resume_from:
