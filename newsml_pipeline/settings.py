@@ -88,7 +88,18 @@ class PartitionsConfig(_Strict):
 class CrawlConfig(_Strict):
     concurrency: int = Field(default=16, ge=1, le=512)
     per_host_rps: float = Field(default=1.0, gt=0)
+    # Read, write and connection-pool timeout of each request (httpx phases).
     timeout_s: float = Field(default=20.0, gt=0)
+    # TCP/TLS connect timeout; null = timeout_s.
+    connect_timeout_s: float | None = Field(default=None, gt=0)
+    # Deadline of one request from send to last body byte: a server dripping bytes just under
+    # the read timeout still ends here (not retried).
+    total_timeout_s: float = Field(default=60.0, gt=0, le=3600)
+    # Retry-After (429/503) waits up to this long, holding the whole host; a longer demand gives
+    # up on the host until then instead of sleeping.
+    max_retry_after_s: float = Field(default=120.0, ge=0, le=86_400)
+    # robots.txt Crawl-delay spaces a host's requests, but never more than this.
+    max_crawl_delay_s: float = Field(default=30.0, ge=0, le=3600)
     retries: int = Field(default=3, ge=0, le=10)
     backoff_s: float = Field(default=0.5, ge=0)
     max_bytes: int = Field(default=5_000_000, ge=1024)
