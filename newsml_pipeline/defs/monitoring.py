@@ -8,7 +8,7 @@ import polars as pl
 
 from newsml_pipeline.core.data.schema import SCORED_ARTICLES, conform
 from newsml_pipeline.core.monitoring.rescoring import keep_first_scoring
-from newsml_pipeline.core.serving.predictor import Predictor
+from newsml_pipeline.core.serving.predictor import AUTO_LABELER_VERSION, Predictor
 from newsml_pipeline.defs.metadata import preview_table
 from newsml_pipeline.defs.resources import NewsmlSettings, WarehouseResource
 
@@ -27,19 +27,37 @@ def score_day(predictor: Predictor, raw: pl.DataFrame, labeled: pl.DataFrame, *,
     """Predict every article of the day and put the auto-label beside the champion's label."""
     if raw.is_empty():
         return pl.DataFrame(schema=SCORED_SCHEMA)
-    records = [
-        {"title": t, "text": x} for t, x in zip(raw["title"].to_list(), raw["text"].to_list(), strict=True)
-    ]
-    answers = predictor.predict(records)
-    scored = pl.DataFrame(
-        {
-            "article_id": raw["article_id"],
-            "partition_date": [day] * len(raw),
-            "model_version": [a["model_version"] for a in answers],
-            "label": [a["label"] for a in answers],
-            "confidence": [float(a["confidence"]) for a in answers],
-        }
-    )
+    if predictor.model_version == AUTO_LABELER_VERSION and labeled.height:
+        # No champion yet: the stand-in model IS the auto-labeller, whose answers for these very
+        # articles (fitted on the whole day, every function voting) are in labeled_articles.
+        # Re-running it per request batch would be slower and less faithful.
+        by_id = labeled.select("article_id", "label", "confidence")
+        scored = (
+            raw.select("article_id")
+            .join(by_id, on="article_id", how="left")
+            .select(
+                "article_id",
+                pl.lit(day).cast(pl.Date).alias("partition_date"),
+                pl.lit(AUTO_LABELER_VERSION).alias("model_version"),
+                pl.col("label").cast(pl.String),
+                pl.col("confidence").cast(pl.Float64).fill_null(0.0),
+            )
+        )
+    else:
+        records = [
+            {"title": t, "text": x}
+            for t, x in zip(raw["title"].to_list(), raw["text"].to_list(), strict=True)
+        ]
+        answers = predictor.predict(records)
+        scored = pl.DataFrame(
+            {
+                "article_id": raw["article_id"],
+                "partition_date": [day] * len(raw),
+                "model_version": [a["model_version"] for a in answers],
+                "label": [a["label"] for a in answers],
+                "confidence": [float(a["confidence"]) for a in answers],
+            }
+        )
     auto = labeled.select("article_id", pl.col("label").alias("auto_label"))
     scored = scored.join(auto, on="article_id", how="left").with_columns(
         pl.when(pl.col("auto_label").is_null())

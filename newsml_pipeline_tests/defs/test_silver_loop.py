@@ -13,6 +13,7 @@ from pathlib import Path
 
 import dagster as dg
 import mlflow
+import polars as pl
 
 from newsml_pipeline.core.data.warehouse import Warehouse
 from newsml_pipeline.definitions import build_definitions
@@ -86,6 +87,10 @@ def test_retrain_reaches_a_verdict_on_silver_with_no_labelled_source(
             )
             assert res.success
         wh = Warehouse(settings.warehouse_path)
+        # before any deployment the scored stream is the auto-labeller's own answers for the day
+        both = wh.read("scored_articles").join(wh.read("labeled_articles"), on="article_id", suffix="_auto")
+        assert set(both["model_version"]) == {"auto-labeler"}
+        assert both.filter(pl.col("label") != pl.col("label_auto")).is_empty()
         queue = wh.read("review_queue")  # ingest_job also queued the articles worth a label
         budget = settings.config.review.daily_budget
         assert 0 < queue.height <= budget * len(DAYS)
