@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 
 from newsml_pipeline.core.data.warehouse import Warehouse
 from newsml_pipeline_tests.conftest import read_jsonl_gz
+from newsml_pipeline_tests.dagster_cli import materialize
 from newsml_pipeline_tests.defs.conftest import write_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -51,26 +51,7 @@ def reuters_inbox(corpora: Path, tmp_path: Path) -> tuple[Path, Counter]:
 
 
 def _materialize(env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "dagster",
-            "asset",
-            "materialize",
-            "-m",
-            "newsml_pipeline.definitions",
-            "--select",
-            "raw_articles,labeled_articles",
-            "--partition-range",
-            f"{DAYS[0]}...{DAYS[-1]}",
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    return materialize("raw_articles,labeled_articles", env=env, partition_range=f"{DAYS[0]}...{DAYS[-1]}")
 
 
 def test_three_day_backfill_from_the_cli_is_one_run_and_idempotent(

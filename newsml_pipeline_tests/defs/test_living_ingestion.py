@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from newsml_pipeline.definitions import build_definitions
 from newsml_pipeline.defs.clock import AS_OF_TAG
 from newsml_pipeline.newsroom import NewsSite, Story
 from newsml_pipeline.settings import Settings
+from newsml_pipeline_tests.dagster_cli import materialize
 from newsml_pipeline_tests.defs.conftest import write_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -127,26 +127,7 @@ def test_backfilling_a_day_after_its_items_rolled_off_the_feed_keeps_them(tmp_pa
 
 
 def _cli(env: dict, partition: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "dagster",
-            "asset",
-            "materialize",
-            "-m",
-            "newsml_pipeline.definitions",
-            "--select",
-            "raw_articles,labeled_articles,scored_articles",
-            "--partition",
-            partition,
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    return materialize("raw_articles,labeled_articles,scored_articles", env=env, partition=partition)
 
 
 def test_a_day_with_every_source_down_fails_and_changes_nothing(tmp_path, newsml_home) -> None:

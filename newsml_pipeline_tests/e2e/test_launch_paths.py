@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import pytest
 
 from newsml_pipeline.core.data.warehouse import Warehouse
 from newsml_pipeline_tests.conftest import read_jsonl_gz
+from newsml_pipeline_tests.dagster_cli import materialize_cmd
 from newsml_pipeline_tests.defs.conftest import write_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -77,19 +77,7 @@ def yaml_labels() -> dict:
 
 
 def _cmd() -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "dagster",
-        "asset",
-        "materialize",
-        "-m",
-        "newsml_pipeline.definitions",
-        "--select",
-        "raw_articles,labeled_articles",
-        "--partition",
-        DAY,
-    ]
+    return materialize_cmd("raw_articles,labeled_articles", partition=DAY)
 
 
 def _alive(proc: psutil.Process) -> bool:
