@@ -8,6 +8,7 @@ import dagster as dg
 
 from newsml_pipeline.core.evaluation.report import log_evaluation_run, run_evaluation
 from newsml_pipeline.core.serving.predictor import ChampionResolver
+from newsml_pipeline.defs.placement import GPU_STEP
 from newsml_pipeline.defs.resources import MlflowResource, NewsmlSettings, WarehouseResource
 from newsml_pipeline.defs.training import SPLITS_TABLE, split_rows_with_text
 
@@ -17,6 +18,7 @@ log = logging.getLogger(__name__)
 @dg.asset(
     group_name="evaluation",
     deps=[dg.AssetKey(SPLITS_TABLE)],
+    op_tags=GPU_STEP,
     kinds={"mlflow", "scikitlearn"},
     description=(
         "Candidate vs baseline (gate.baseline; zero-shot base model by default) vs champion vs the "

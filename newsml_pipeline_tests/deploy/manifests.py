@@ -71,11 +71,7 @@ def configurable_classes(ref: Any) -> dict[str, Any]:
     """The ConfigurableClassData fields of an InstanceRef (storage, launcher, compute logs...)."""
     from dagster._serdes.config_class import ConfigurableClassData
 
-    return {
-        name: value
-        for name, value in ref._asdict().items()
-        if isinstance(value, ConfigurableClassData)
-    }
+    return {name: value for name, value in ref._asdict().items() if isinstance(value, ConfigurableClassData)}
 
 
 def validate_class_config(data: Any) -> Mapping[str, Any]:
@@ -101,9 +97,7 @@ def load_instance(path: Path) -> tuple[Any, dict[str, Mapping[str, Any]]]:
     from dagster._core.instance.ref import InstanceRef
 
     ref = InstanceRef.from_dir(str(path.parent), config_filename=path.name)
-    processed = {
-        name: validate_class_config(data) for name, data in configurable_classes(ref).items()
-    }
+    processed = {name: validate_class_config(data) for name, data in configurable_classes(ref).items()}
     return ref, processed
 
 
