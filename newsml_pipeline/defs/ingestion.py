@@ -9,7 +9,7 @@ import polars as pl
 from newsml_pipeline.core.crawl.sources import collect_articles
 from newsml_pipeline.core.data.articles import prepare_partition
 from newsml_pipeline.defs.metadata import preview_table, source_report_table
-from newsml_pipeline.defs.placement import CPU_STEP
+from newsml_pipeline.defs.placement import CRAWL_STEP
 from newsml_pipeline.defs.resources import NewsmlSettings, WarehouseResource
 
 log = logging.getLogger(__name__)
@@ -21,7 +21,7 @@ def build_ingestion_assets(partitions: dg.PartitionsDefinition) -> list[dg.Asset
     @dg.asset(
         name=TABLE,
         group_name="ingestion",
-        op_tags=CPU_STEP,
+        op_tags=CRAWL_STEP,
         partitions_def=partitions,
         # A backfill over many days crawls/reads the sources once and writes every day in one run.
         backfill_policy=dg.BackfillPolicy.single_run(),

@@ -49,13 +49,18 @@ def _k8s_tags(
     return {K8S_CONFIG_TAG: config}
 
 
+# Sized for ~100k articles a day with splits.window_days: 14 (~1.4M articles, ~3 GB of text: BBC
+# articles average ~2,300 characters); the default 90-day window holds ~6x that and needs the
+# memory of GPU_STEP and WINDOW_STEP raised accordingly, or a shorter window.
+#
 # Training, evaluation, scoring and labelling load MiniLM on CUDA when torch sees a GPU
 # (core/training/device.py, core/training/model_io.py, core/labeling/nlp_cache.py): one GPU each.
-# Memory: a day of ~100k articles, or the training window, as polars frames beside the model.
+# Training and evaluation read the whole window's text beside the model.
 GPU_STEP = _k8s_tags(cpu="4", memory="16Gi", memory_limit="24Gi", gpus=1)
-# Crawling/extraction (raw_articles) and splitting with its cross-fitted TF-IDF label-issue model
-# (dataset_splits): CPU-bound work over a day / the whole window.
-CPU_STEP = _k8s_tags(cpu="4", memory="8Gi", memory_limit="12Gi")
+# dataset_splits: the whole window in polars plus the cross-fitted TF-IDF label-issue model.
+WINDOW_STEP = _k8s_tags(cpu="4", memory="16Gi", memory_limit="24Gi")
+# raw_articles: fetching is network-bound (per-host politeness), extraction CPU-bound.
+CRAWL_STEP = _k8s_tags(cpu="4", memory="4Gi", memory_limit="8Gi")
 # Small table rebuilds and registry calls (label_feedback, deployed_model).
 LIGHT_STEP = _k8s_tags(cpu="500m", memory="1Gi", memory_limit="2Gi")
 

@@ -13,7 +13,7 @@ from newsml_pipeline.core.data.quality import check_min_class_count
 from newsml_pipeline.core.data.splits import build_splits
 from newsml_pipeline.core.registry.model_logging import train_and_log
 from newsml_pipeline.defs.metadata import markdown_table, quality_check_result
-from newsml_pipeline.defs.placement import CPU_STEP, GPU_STEP
+from newsml_pipeline.defs.placement import GPU_STEP, WINDOW_STEP
 from newsml_pipeline.defs.resources import MlflowResource, NewsmlSettings, WarehouseResource
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ def split_rows_with_text(wh) -> pl.DataFrame:
 @dg.asset(
     name=SPLITS_TABLE,
     group_name="training",
-    op_tags=CPU_STEP,
+    op_tags=WINDOW_STEP,
     deps=[dg.AssetKey("labeled_articles"), dg.AssetKey("label_feedback")],
     kinds={"duckdb", "polars"},
     description=(
