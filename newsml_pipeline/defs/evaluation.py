@@ -8,7 +8,7 @@ import dagster as dg
 
 from newsml_pipeline.core.evaluation.report import log_evaluation_run, run_evaluation
 from newsml_pipeline.core.serving.predictor import ChampionResolver
-from newsml_pipeline.defs.placement import GPU_STEP
+from newsml_pipeline.defs.placement import GPU_STEP, LIGHT_STEP
 from newsml_pipeline.defs.resources import MlflowResource, NewsmlSettings, WarehouseResource
 from newsml_pipeline.defs.training import SPLITS_TABLE, split_rows_with_text
 
@@ -89,6 +89,7 @@ def model_evaluation(
     asset=model_evaluation,
     name="evaluation_gate",
     blocking=True,
+    op_tags=LIGHT_STEP,
     description=(
         "Deployment rule: candidate macro-F1 ≥ baseline + gate.min_gain_over_baseline, ≥ champion − "
         "gate.max_drop_vs_champion, every class F1 ≥ gate.min_class_f1, and at least gate.min_test_rows "

@@ -5,6 +5,12 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
@@ -218,3 +224,69 @@ def test_mlflow_server_command_and_the_tracking_uri_it_accepts(monkeypatch: pyte
     assert is_allowed_host_header(allowed, tracking.netloc)
     assert is_allowed_host_header(allowed, f"{tracking.hostname}.newsml.svc.cluster.local:{tracking.port}")
     assert not is_allowed_host_header(allowed, "attacker.example:5000")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_the_user_code_command_serves_the_location_the_workspace_names(
+    tmp_path: Path, newsml_home: Path
+) -> None:
+    """The user-code container's command, started for real (host and port swapped for loopback),
+    with the pod's settings: webserver-style workspace loading over gRPC finds the jobs and the
+    GPU placement of candidate_model."""
+    from dagster._core.instance import DagsterInstance
+    from dagster._core.workspace.context import WorkspaceProcessContext
+    from dagster._core.workspace.load_target import WorkspaceFileTarget
+    from dagster._grpc.client import DagsterGrpcClient
+
+    _, c = _container("newsml-user-code")
+    port = _free_port()
+    argv = [*c["command"], *c["args"]]
+    argv[argv.index("-h") + 1], argv[argv.index("-p") + 1] = "127.0.0.1", str(port)
+    pod_env = by_kind(DOCS, "ConfigMap")["newsml-env"]["data"]
+    env = {
+        **os.environ,
+        "NEWSML_EXECUTOR": pod_env["NEWSML_EXECUTOR"],
+        "HF_HUB_OFFLINE": pod_env["HF_HUB_OFFLINE"],
+    }
+    env["NEWSML_HOME"] = str(newsml_home)
+    env.pop("DAGSTER_HOME", None)
+    assert argv[0] == "dagster"
+    log = tmp_path / "code-server.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", *argv], env=env, cwd=tmp_path, stdout=out, stderr=out)
+    try:
+        deadline = time.monotonic() + 240
+        while True:
+            assert proc.poll() is None, log.read_text()[-3000:]
+            try:
+                DagsterGrpcClient(port=port, host="127.0.0.1").ping("ready")
+                break
+            except Exception:
+                assert time.monotonic() < deadline, log.read_text()[-3000:]
+                time.sleep(1)
+        workspace = yaml.safe_load((K8S / "workspace.yaml").read_text())
+        grpc = workspace["load_from"][0]["grpc_server"]
+        grpc.update(host="127.0.0.1", port=port)
+        ws_file = tmp_path / "workspace.yaml"
+        ws_file.write_text(yaml.safe_dump(workspace))
+        (tmp_path / "dagster_home").mkdir()
+        with (
+            DagsterInstance.local_temp(str(tmp_path / "dagster_home")) as instance,
+            WorkspaceProcessContext(instance, WorkspaceFileTarget([str(ws_file)])) as ctx,
+        ):
+            request = ctx.create_request_context()
+            assert request.get_code_location_error(grpc["location_name"]) is None
+            (repo,) = request.get_code_location(grpc["location_name"]).get_repositories().values()
+            assert {"ingest_job", "retrain_job"} <= {j.name for j in repo.get_all_jobs()}
+            snap = repo.get_full_job("retrain_job").job_snapshot
+            ops = {op.name: op for op in snap.node_defs_snapshot.op_def_snaps}
+            tag = json.loads(ops["candidate_model"].tags["dagster-k8s/config"])
+            assert tag["container_config"]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
