@@ -49,8 +49,8 @@ def _k8s_tags(
     return {K8S_CONFIG_TAG: config}
 
 
-# Sized for ~100k articles a day with splits.window_days: 14 (~1.4M articles, ~3 GB of text: BBC
-# articles average ~2,300 characters); the default 90-day window holds ~6x that and needs the
+# Sized for ~100k articles a day with splits.window_days: 14 (~1.4M articles, ~3 GB of text: the
+# BBC corpus averages 2,262 characters of title + text); the default 90-day window holds ~6x that and needs the
 # memory of GPU_STEP and WINDOW_STEP raised accordingly, or a shorter window.
 #
 # Training, evaluation, scoring and labelling load MiniLM on CUDA when torch sees a GPU
@@ -61,7 +61,7 @@ GPU_STEP = _k8s_tags(cpu="4", memory="16Gi", memory_limit="24Gi", gpus=1)
 WINDOW_STEP = _k8s_tags(cpu="4", memory="16Gi", memory_limit="24Gi")
 # raw_articles: fetching is network-bound (per-host politeness), extraction CPU-bound.
 CRAWL_STEP = _k8s_tags(cpu="4", memory="4Gi", memory_limit="8Gi")
-# Small table rebuilds and registry calls (label_feedback, deployed_model).
+# Small table rebuilds, registry calls and the gate (label_feedback, deployed_model, evaluation_gate).
 LIGHT_STEP = _k8s_tags(cpu="500m", memory="1Gi", memory_limit="2Gi")
 
 
