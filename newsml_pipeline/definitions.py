@@ -16,6 +16,7 @@ from newsml_pipeline.defs.ingestion import build_ingestion_assets
 from newsml_pipeline.defs.labeling import build_labeling_assets
 from newsml_pipeline.defs.monitoring import build_monitoring_assets
 from newsml_pipeline.defs.partitions import daily_partitions
+from newsml_pipeline.defs.placement import executor_from_env
 from newsml_pipeline.defs.resources import MlflowResource, NewsmlSettings, WarehouseResource
 from newsml_pipeline.defs.review import build_review_assets
 from newsml_pipeline.defs.training import training_assets
@@ -59,6 +60,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         schedules=build_schedules(ingest_job, retrain_job, crawl_job, settings.config),
         sensors=[build_drift_sensor(retrain_job), run_failure_alert_sensor],
         resources=build_resources(settings),
+        executor=executor_from_env(),  # NEWSML_EXECUTOR: default multiprocess, k8s = a Job per step
     )
 
 

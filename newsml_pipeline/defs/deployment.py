@@ -8,6 +8,7 @@ import dagster as dg
 
 from newsml_pipeline.core.evaluation.gate import GateDecision
 from newsml_pipeline.core.registry.deployments import deploy_candidate
+from newsml_pipeline.defs.placement import LIGHT_STEP
 from newsml_pipeline.defs.resources import MlflowResource, WarehouseResource
 
 log = logging.getLogger(__name__)
@@ -18,6 +19,7 @@ DEPLOYMENTS_TABLE = "deployments"
 @dg.asset(
     group_name="deployment",
     kinds={"mlflow"},
+    op_tags=LIGHT_STEP,
     # Retrained weekly (and on drift); a champion older than two weeks means retrains keep failing.
     freshness_policy=dg.FreshnessPolicy.time_window(
         fail_window=timedelta(days=15), warn_window=timedelta(days=8)

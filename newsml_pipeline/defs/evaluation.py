@@ -8,6 +8,7 @@ import dagster as dg
 
 from newsml_pipeline.core.evaluation.report import TAG_EVALUATION, log_evaluation_run, run_evaluation
 from newsml_pipeline.core.serving.predictor import ChampionResolver
+from newsml_pipeline.defs.placement import GPU_STEP, LIGHT_STEP
 from newsml_pipeline.defs.resources import MlflowResource, NewsmlSettings, WarehouseResource
 from newsml_pipeline.defs.training import SPLITS_TABLE, split_rows_with_text
 
@@ -17,6 +18,7 @@ log = logging.getLogger(__name__)
 @dg.asset(
     group_name="evaluation",
     deps=[dg.AssetKey(SPLITS_TABLE)],
+    op_tags=GPU_STEP,
     kinds={"mlflow", "scikitlearn"},
     description=(
         "Candidate vs baseline (gate.baseline; zero-shot base model by default) vs champion vs the "
@@ -105,6 +107,7 @@ def model_evaluation(
     asset=model_evaluation,
     name="evaluation_gate",
     blocking=True,
+    op_tags=LIGHT_STEP,
     description=(
         "Deployment rule: candidate macro-F1 ≥ baseline + gate.min_gain_over_baseline, ≥ champion − "
         "gate.max_drop_vs_champion, every class F1 ≥ gate.min_class_f1, and at least gate.min_test_rows "

@@ -17,6 +17,7 @@ from newsml_pipeline.core.crawl.sources import SourceReport, collect_articles, e
 from newsml_pipeline.core.data.article_store import STORE_TABLE, ArticleStore, RecordStats, check_no_loss
 from newsml_pipeline.defs.clock import run_time
 from newsml_pipeline.defs.metadata import preview_table, source_report_table
+from newsml_pipeline.defs.placement import CRAWL_STEP
 from newsml_pipeline.defs.resources import NewsmlSettings, WarehouseResource
 from newsml_pipeline.settings import Settings
 
@@ -106,6 +107,7 @@ def build_ingestion_assets(partitions: dg.PartitionsDefinition) -> list[dg.Asset
     @dg.asset(
         name=TABLE,
         group_name="ingestion",
+        op_tags=CRAWL_STEP,
         partitions_def=partitions,
         deps=[dg.AssetKey(STORE_TABLE)],
         # A backfill over many days reads the sources once and writes every day in one run.

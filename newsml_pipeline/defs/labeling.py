@@ -19,6 +19,7 @@ from newsml_pipeline.core.labeling.feedback import merge_gold, parse_feedback_di
 from newsml_pipeline.core.labeling.pipeline import label_articles
 from newsml_pipeline.core.labeling.spacy_stage import spacy_worker_for
 from newsml_pipeline.defs.metadata import markdown_table, preview_table, quality_check_result
+from newsml_pipeline.defs.placement import GPU_STEP, LIGHT_STEP
 from newsml_pipeline.defs.resources import NewsmlSettings, WarehouseResource
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ LABEL_CHECKS = ["coverage", "class_balance", "duplicates", "label_conflicts", "t
 @dg.asset(
     name=FEEDBACK_TABLE,
     group_name="labeling",
+    op_tags=LIGHT_STEP,
     deps=[dg.AssetKey("raw_articles")],
     kinds={"duckdb"},
     description=(
@@ -111,6 +113,7 @@ def build_labeling_assets(partitions: dg.PartitionsDefinition) -> list[dg.Assets
     @dg.asset(
         name=TABLE,
         group_name="labeling",
+        op_tags=GPU_STEP,
         partitions_def=partitions,
         deps=[dg.AssetKey("raw_articles"), dg.AssetKey(FEEDBACK_TABLE)],
         check_specs=[dg.AssetCheckSpec(name, asset=TABLE) for name in LABEL_CHECKS],

@@ -10,6 +10,7 @@ from newsml_pipeline.core.data.schema import SCORED_ARTICLES, conform
 from newsml_pipeline.core.monitoring.rescoring import keep_first_scoring
 from newsml_pipeline.core.serving.predictor import AUTO_LABELER_VERSION, Predictor
 from newsml_pipeline.defs.metadata import preview_table
+from newsml_pipeline.defs.placement import GPU_STEP
 from newsml_pipeline.defs.resources import NewsmlSettings, WarehouseResource
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,7 @@ def build_monitoring_assets(partitions: dg.PartitionsDefinition) -> list[dg.Asse
     @dg.asset(
         name=TABLE,
         group_name="monitoring",
+        op_tags=GPU_STEP,
         partitions_def=partitions,
         deps=[dg.AssetKey("raw_articles"), dg.AssetKey("labeled_articles"), dg.AssetKey("deployed_model")],
         backfill_policy=dg.BackfillPolicy.single_run(),

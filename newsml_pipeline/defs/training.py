@@ -16,6 +16,7 @@ from newsml_pipeline.core.registry.model_logging import train_and_log
 from newsml_pipeline.core.training.fine_tune import training_fingerprint
 from newsml_pipeline.defs.clock import run_time
 from newsml_pipeline.defs.metadata import markdown_table, quality_check_result
+from newsml_pipeline.defs.placement import GPU_STEP, WINDOW_STEP
 from newsml_pipeline.defs.resources import MlflowResource, NewsmlSettings, WarehouseResource
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,7 @@ def split_rows_with_text(wh) -> pl.DataFrame:
 @dg.asset(
     name=SPLITS_TABLE,
     group_name="training",
+    op_tags=WINDOW_STEP,
     deps=[dg.AssetKey("labeled_articles"), dg.AssetKey("label_feedback")],
     kinds={"duckdb", "polars"},
     description=(
@@ -156,6 +158,7 @@ def discard_stale_checkpoints(models_dir: Path, *, keep: Path) -> None:
 @dg.asset(
     group_name="training",
     deps=[dg.AssetKey(SPLITS_TABLE)],
+    op_tags=GPU_STEP,
     # Two trainings never fight for one device: the `gpu` pool has one slot (dagster.yaml).
     pool="gpu",
     kinds={"pytorch", "mlflow", "huggingface"},
