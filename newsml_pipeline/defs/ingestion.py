@@ -80,6 +80,7 @@ def build_ingestion_assets(partitions: dg.PartitionsDefinition) -> list[dg.Asset
         group_name="ingestion",
         # One writer at a time: crawls and day writes of the store queue instead of racing.
         pool="ingestion",
+        op_tags=CRAWL_STEP,
         kinds={"duckdb", "python"},
         code_version=CODE_VERSION,
         description=(

@@ -13,6 +13,7 @@ from newsml_pipeline.core.labeling.needs import trusted_labels_needed
 from newsml_pipeline.core.labeling.review_queue import QUEUE_SCHEMA, select_for_review
 from newsml_pipeline.core.serving.predictor import AUTO_LABELER_VERSION
 from newsml_pipeline.defs.metadata import preview_table
+from newsml_pipeline.defs.placement import CRAWL_STEP
 from newsml_pipeline.defs.resources import NewsmlSettings, WarehouseResource
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,8 @@ def build_review_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDe
         backfill_policy=dg.BackfillPolicy.single_run(),
         kinds={"duckdb", "scikitlearn"},
         code_version=CODE_VERSION,
+        # a few hundred sentence embeddings and a k-means: CPU-sized (on Kubernetes, a CPU pod)
+        op_tags=CRAWL_STEP,
         description=(
             "Per day, up to review.daily_budget articles most worth a person's label: the most uncertain "
             "(champion's, else the label model's confidence) in each k-means cluster of the labeller's "
