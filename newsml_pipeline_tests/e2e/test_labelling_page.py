@@ -34,8 +34,6 @@ from newsml_pipeline_tests.review_queue_data import make_home, write_queue
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (dev extra) is not installed")
 
-pytestmark = pytest.mark.timeout(300)
-
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",

@@ -19,12 +19,14 @@ from datetime import date
 from pathlib import Path
 from typing import Literal
 
+import duckdb
 import polars as pl
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 
 from newsml_pipeline.core.data.warehouse import Warehouse
+from newsml_pipeline.core.labeling.feedback import FeedbackResult, feedback_files, parse_feedback_dir
 from newsml_pipeline.core.labeling.feedback_store import (
     AnswerIdConflict,
     FeedbackStore,
@@ -59,8 +61,8 @@ PAGE_HTML = Path(__file__).with_name("page.html")
 class QueueItem(BaseModel):
     article_id: str
     partition_date: date | None
-    title: str
-    lead: str
+    title: str | None  # str by contract; a null is shown as "(no title)" rather than failing the page
+    lead: str | None
     url: str | None
     suggested_label: str | None
     confidence: float | None
@@ -154,6 +156,7 @@ class LabellingService:
         self.labels = list(labels)
         self.labeller = labeller
         self.needs = needs
+        self._files_cache: tuple[tuple, FeedbackResult] | None = None
 
     @classmethod
     def from_settings(cls, settings, *, labeller: str | None = None) -> LabellingService:  # noqa: ANN001
@@ -174,61 +177,85 @@ class LabellingService:
 
     # ------------------------------------------------------------ queue
 
-    def _queue_problem(self) -> str | None:
-        if not self.wh.table_exists(QUEUE_TABLE):
+    def _queue_problem(self, con: duckdb.DuckDBPyConnection, tables: set[str]) -> str | None:
+        if QUEUE_TABLE not in tables:
             return (
                 f"The table {QUEUE_TABLE!r} does not exist yet in {self.wh.path}: materialize review_queue "
                 "first (Dagster UI, or `dagster asset materialize -m newsml_pipeline.definitions "
                 "--select review_queue --partition <day>`), then reload this page."
             )
-        missing = [c for c in QUEUE_COLUMNS if c not in self.wh.columns(QUEUE_TABLE)]
+        have = {r[0] for r in con.execute(f"DESCRIBE {QUEUE_TABLE}").fetchall()}
+        missing = [c for c in QUEUE_COLUMNS if c not in have]
         if missing:
             return f"The table {QUEUE_TABLE!r} lacks the columns {missing}: re-materialize review_queue."
         return None
 
-    def _excluded(self) -> pl.DataFrame:
-        done = set(self.store.current_labels()["article_id"].to_list()) | self.store.skipped_by(self.labeller)
-        return pl.DataFrame({"article_id": sorted(done)}, schema={"article_id": pl.String()})
-
-    def queue(self, *, limit: int | None = 1) -> tuple[list[QueueItem], int]:
-        """(next items in rank order, how many remain); raises PageError(503) without a queue."""
-        problem = self._queue_problem()
+    def _queue(
+        self, con: duckdb.DuckDBPyConnection, tables: set[str], excluded: set[str]
+    ) -> tuple[QueueItem | None, int]:
+        """(next item in rank order, how many remain); raises PageError(503) without a queue."""
+        problem = self._queue_problem(con, tables)
         if problem:
             raise PageError(503, problem)
         in_raw = (
-            "AND q.article_id IN (SELECT article_id FROM raw_articles)"
-            if self.wh.table_exists("raw_articles")
-            else ""
+            "AND q.article_id IN (SELECT article_id FROM raw_articles)" if "raw_articles" in tables else ""
         )
-        base = f"""
-            FROM {QUEUE_TABLE} q
-            WHERE q.article_id NOT IN (SELECT article_id FROM _excluded) {in_raw}
-        """
-        frames = {"_excluded": self._excluded()}
-        rows = self.wh.query(
+        con.register("_excluded", _ids_frame(excluded).to_arrow())
+        base = f"FROM {QUEUE_TABLE} q WHERE q.article_id NOT IN (SELECT article_id FROM _excluded) {in_raw}"
+        rows = con.sql(
             f"SELECT {', '.join('q.' + c for c in QUEUE_COLUMNS)} {base}"
-            " ORDER BY q.rank, q.partition_date DESC, q.article_id"
-            + (f" LIMIT {int(limit)}" if limit else ""),
-            frames=frames,
-        )
-        remaining = int(
-            self.wh.query(f"SELECT count(DISTINCT q.article_id) AS n {base}", frames=frames)["n"][0]
-        )
-        return [QueueItem.model_validate(r) for r in rows.to_dicts()], remaining
+            " ORDER BY q.rank, q.partition_date DESC, q.article_id LIMIT 1"
+        ).pl()
+        remaining = int(con.execute(f"SELECT count(DISTINCT q.article_id) {base}").fetchall()[0][0])
+        con.unregister("_excluded")
+        return (QueueItem.model_validate(rows.row(0, named=True)) if len(rows) else None), remaining
 
     # ------------------------------------------------------------ progress
 
-    def _known_articles(self) -> pl.DataFrame:
-        if not self.wh.table_exists("raw_articles"):
-            return pl.DataFrame(
+    def _file_feedback(self, con: duckdb.DuckDBPyConnection, tables: set[str]) -> FeedbackResult:
+        """The feedback files, parsed again only when a file or the number of raw articles changes
+        (resolving URLs over every raw article is the slow part, and files rarely change)."""
+        n_raw = (
+            int(con.execute("SELECT count(*) FROM raw_articles").fetchall()[0][0])
+            if "raw_articles" in tables
+            else 0
+        )
+        files, _ = feedback_files(self.feedback_dir)
+        key = (n_raw, tuple((f.name, f.stat().st_mtime_ns, f.stat().st_size) for f in files))
+        if self._files_cache is None or self._files_cache[0] != key:
+            known = (
+                con.sql("SELECT article_id, url FROM raw_articles").pl()
+                if "raw_articles" in tables
+                else pl.DataFrame(schema={"article_id": pl.String(), "url": pl.String()})
+            )
+            self._files_cache = (
+                key,
+                parse_feedback_dir(self.feedback_dir, labels=self.labels, known_articles=known),
+            )
+        return self._files_cache[1]
+
+    def _progress(
+        self, con: duckdb.DuckDBPyConnection, tables: set[str], current: pl.DataFrame
+    ) -> list[ClassProgress]:
+        """Trusted labels per class as the next label_feedback will count them, and what is still needed."""
+        if "raw_articles" in tables:
+            # only the rows that can matter: source gold, and the articles labelled on the page
+            con.register("_page_ids", _ids_frame(set(current["article_id"].to_list())).to_arrow())
+            known = con.sql(
+                "SELECT article_id, url, gold_label FROM raw_articles "
+                "WHERE gold_label IS NOT NULL OR article_id IN (SELECT article_id FROM _page_ids)"
+            ).pl()
+            con.unregister("_page_ids")
+        else:
+            known = pl.DataFrame(
                 schema={"article_id": pl.String(), "url": pl.String(), "gold_label": pl.String()}
             )
-        return self.wh.query("SELECT article_id, url, gold_label FROM raw_articles")
-
-    def progress(self) -> list[ClassProgress]:
-        """Trusted labels per class as the next label_feedback will count them, and what is still needed."""
         gold = collect_trusted_labels(
-            known=self._known_articles(), feedback_dir=self.feedback_dir, labels=self.labels
+            known=known,
+            feedback_dir=self.feedback_dir,
+            labels=self.labels,
+            files=self._file_feedback(con, tables),
+            current=current,
         ).gold
         have = dict(gold.group_by("label").len().iter_rows()) if len(gold) else {}
         needed = trusted_labels_needed(
@@ -242,40 +269,52 @@ class LabellingService:
         return [ClassProgress(label=c, have=int(have.get(c, 0)), needed=needed[c]) for c in self.labels]
 
     def state(self) -> State:
-        try:
-            items, remaining = self.queue()
-            ready, message = True, None
-            if not items:
-                message = "Nothing left to label in the review queue: every article is labelled or skipped."
-        except PageError as e:
-            items, remaining, ready, message = [], 0, False, e.message
+        """What the page shows: the next article, how many remain, progress per class."""
+        current = self.store.current_labels()
+        excluded = set(current["article_id"].to_list()) | self.store.skipped_by(self.labeller)
+        with self.wh.connect(read_only=True) as con:  # one connection per request: opening one is slow
+            tables = _tables(con)
+            try:
+                item, remaining = self._queue(con, tables, excluded)
+                ready, message = True, None
+                if item is None:
+                    message = (
+                        "Nothing left to label in the review queue: every article is labelled or skipped."
+                    )
+            except PageError as e:
+                item, remaining, ready, message = None, 0, False, e.message
+            progress = self._progress(con, tables, current)
         return State(
             labeller=self.labeller,
             labels=self.labels,
             queue_ready=ready,
             message=message,
-            item=items[0] if items else None,
+            item=item,
             remaining=remaining,
-            progress=self.progress(),
+            progress=progress,
         )
 
     # ------------------------------------------------------------ answers
 
     def _check_article(self, article_id: str) -> None:
-        in_raw = self.wh.table_exists("raw_articles") and bool(
-            len(self.wh.query("SELECT 1 FROM raw_articles WHERE article_id = ? LIMIT 1", [article_id]))
-        )
-        if in_raw:
-            return
-        in_queue = self.wh.table_exists(QUEUE_TABLE) and bool(
-            len(self.wh.query(f"SELECT 1 FROM {QUEUE_TABLE} WHERE article_id = ? LIMIT 1", [article_id]))
-        )
-        if in_queue:
-            raise PageError(
-                410,
-                f"article {article_id!r} is in the review queue but no longer in raw_articles (removed since "
-                "the queue was built); nothing was stored. Re-materialize review_queue.",
-            )
+        with self.wh.connect(read_only=True) as con:
+            tables = _tables(con)
+
+            def has(table: str) -> bool:
+                return table in tables and bool(
+                    con.execute(
+                        f"SELECT count(*) FROM {table} WHERE article_id = ?", [article_id]
+                    ).fetchall()[0][0]
+                )
+
+            if has("raw_articles"):
+                return
+            if has(QUEUE_TABLE):
+                raise PageError(
+                    410,
+                    f"article {article_id!r} is in the review queue but no longer in raw_articles (removed "
+                    "since the queue was built); nothing was stored. Re-materialize review_queue.",
+                )
         raise PageError(
             404, f"unknown article {article_id!r}: it is neither in raw_articles nor in the review queue"
         )
@@ -309,6 +348,19 @@ class LabellingService:
         except AnswerIdConflict as e:
             raise PageError(409, str(e)) from None
         return _out(rec)
+
+
+def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:
+    return {
+        r[0]
+        for r in con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'"
+        ).fetchall()
+    }
+
+
+def _ids_frame(ids: set[str]) -> pl.DataFrame:
+    return pl.DataFrame({"article_id": sorted(ids)}, schema={"article_id": pl.String()})
 
 
 def _out(rec) -> AnswerOut:  # noqa: ANN001 - feedback_store.Recorded

@@ -15,7 +15,12 @@ from typing import Any
 
 import polars as pl
 
-from newsml_pipeline.core.labeling.feedback import ACCEPTED_SCHEMA, merge_gold, parse_feedback_dir
+from newsml_pipeline.core.labeling.feedback import (
+    ACCEPTED_SCHEMA,
+    FeedbackResult,
+    merge_gold,
+    parse_feedback_dir,
+)
 from newsml_pipeline.core.labeling.feedback_store import page_feedback, read_current_labels, store_path
 
 
@@ -53,11 +58,24 @@ def overlay_feedback(files: pl.DataFrame, page: pl.DataFrame) -> tuple[pl.DataFr
     return merged.cast(ACCEPTED_SCHEMA).sort("article_id"), overridden
 
 
-def collect_trusted_labels(*, known: pl.DataFrame, feedback_dir: Path, labels: list[str]) -> TrustedLabels:
-    """Every trusted label for the articles in `known` (raw_articles: article_id, url, gold_label)."""
-    parsed = parse_feedback_dir(feedback_dir, labels=labels, known_articles=known.select("article_id", "url"))
+def collect_trusted_labels(
+    *,
+    known: pl.DataFrame,
+    feedback_dir: Path,
+    labels: list[str],
+    files: FeedbackResult | None = None,
+    current: pl.DataFrame | None = None,
+) -> TrustedLabels:
+    """Every trusted label for the articles in `known` (raw_articles: article_id, url, gold_label).
+
+    `files` / `current`: the feedback files already parsed and the store's current labels already
+    read (the labelling page caches the first); by default both are read from `feedback_dir`.
+    """
+    parsed = files or parse_feedback_dir(
+        feedback_dir, labels=labels, known_articles=known.select("article_id", "url")
+    )
     page, page_problems = page_feedback(
-        read_current_labels(store_path(feedback_dir)),
+        read_current_labels(store_path(feedback_dir)) if current is None else current,
         labels=labels,
         known_ids=set(known["article_id"].to_list()),
     )

@@ -175,3 +175,29 @@ def test_empty_warehouse_does_not_crash(tmp_path: Path) -> None:
 def test_empty_labeller_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="labeller"):
         _service(tmp_path, labeller=" ")
+
+
+def test_progress_sees_a_feedback_file_dropped_while_the_page_runs(home: Path) -> None:
+    labels = ["sport", "tech"]  # file lines are matched after lowercasing, so lowercase names here
+    service = LabellingService(
+        warehouse=Warehouse(home / "warehouse.duckdb"),
+        store=FeedbackStore(store_path(home / "feedback")),
+        feedback_dir=home / "feedback",
+        labels=labels,
+        labeller="ann",
+        needs=NEEDS,
+    )
+    client = TestClient(create_app(service))
+
+    def have() -> dict[str, int]:
+        return {p["label"]: p["have"] for p in client.get("/api/state").json()["progress"]}
+
+    assert have() == {"sport": 0, "tech": 0}
+    folder = home / "feedback"
+    folder.mkdir(exist_ok=True)
+    (folder / "more.csv").write_text("article_id,label\na2,tech\na1,sport\n", encoding="utf-8")
+    assert have() == {"sport": 1, "tech": 1}  # the cached parse of the files is refreshed
+    _label(client, "a2", "sport")  # the page's answer wins over the file line for a2
+    assert have() == {"sport": 2, "tech": 0}
+    (folder / "more.csv").unlink()
+    assert have() == {"sport": 1, "tech": 0}
