@@ -7,6 +7,7 @@ Settings come from NEWSML_HOME / NEWSML_CONFIG (`Settings.from_env()`), like the
   newsml predict --file articles.jsonl              JSONL of {title?, text, id?} -> JSONL
   cat articles.jsonl | newsml predict               same, from stdin (streamed in batches)
   newsml serve [--host 127.0.0.1] [--port 8765]
+  newsml label [--host 127.0.0.1] [--port 8766] [--user NAME]   the labelling page
   newsml rollback [--reason "why"]
   newsml status [--json]
   newsml bench serve [-- bench options]
@@ -126,6 +127,28 @@ def cmd_serve(args: argparse.Namespace, settings: Settings, out: IO[str]) -> int
         out.write("stopped\n")
     finally:
         server.server_close()
+    return 0
+
+
+# ---------------------------------------------------------------- label
+
+
+def cmd_label(args: argparse.Namespace, settings: Settings, out: IO[str]) -> int:
+    from newsml_pipeline.core.labeling.page import LabellingService, serve
+
+    try:
+        service = LabellingService.from_settings(settings, labeller=args.user)
+    except ValueError as e:
+        raise CliError(f"--user: {e}") from None
+    out.write(
+        f"labelling page for {service.labeller} on http://{args.host}:{args.port}/ "
+        f"(answers go to {service.store.path})\n"
+    )
+    out.flush()
+    try:
+        serve(service, host=args.host, port=args.port)
+    except KeyboardInterrupt:
+        out.write("stopped\n")
     return 0
 
 
@@ -286,6 +309,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default=None, help="bind address (default serving.host, 127.0.0.1)")
     p.add_argument("--port", type=int, default=None, help="port (default serving.port)")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("label", help="labelling page: the review queue one article at a time")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8766, help="port (default 8766)")
+    p.add_argument("--user", default=None, help="who is labelling (default: the login name)")
+    p.set_defaults(func=cmd_label)
 
     p = sub.add_parser("rollback", help="move the champion alias back to the previous version")
     p.add_argument("--reason", default="manual rollback", help="why (recorded in the deployments table)")

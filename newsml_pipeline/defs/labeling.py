@@ -15,9 +15,9 @@ from newsml_pipeline.core.data.quality import (
     check_text_lengths,
 )
 from newsml_pipeline.core.data.schema import LABELED_ARTICLES, conform
-from newsml_pipeline.core.labeling.feedback import merge_gold, parse_feedback_dir
 from newsml_pipeline.core.labeling.pipeline import label_articles
 from newsml_pipeline.core.labeling.spacy_stage import spacy_worker_for
+from newsml_pipeline.core.labeling.trusted import collect_trusted_labels
 from newsml_pipeline.defs.metadata import markdown_table, preview_table, quality_check_result
 from newsml_pipeline.defs.placement import GPU_STEP, LIGHT_STEP
 from newsml_pipeline.defs.resources import NewsmlSettings, WarehouseResource
@@ -40,9 +40,12 @@ LABEL_CHECKS = ["coverage", "class_balance", "duplicates", "label_conflicts", "t
     deps=[dg.AssetKey("raw_articles")],
     kinds={"duckdb"},
     description=(
-        "Trusted labels: human corrections dropped in $NEWSML_HOME/feedback/ (.csv/.jsonl with article_id or "
-        "url, and label) merged with gold labels carried by sources; feedback wins. Rebuilt from the files "
-        "each time, so a bad file never destroys earlier feedback: its lines are reported, the rest kept."
+        "Trusted labels: answers given on the labelling page (`newsml label`, stored in "
+        "$NEWSML_HOME/feedback/labels.sqlite) and human corrections dropped in $NEWSML_HOME/feedback/ "
+        "(.csv/.jsonl with article_id or url, and label), merged with gold labels carried by sources. "
+        "Feedback wins over source gold; a page answer wins over a file line for the same article (it is "
+        "newer). Rebuilt each time, so a bad file never destroys earlier feedback: its lines are reported, "
+        "the rest kept."
     ),
 )
 def label_feedback(
@@ -55,28 +58,24 @@ def label_feedback(
         if wh.table_exists("raw_articles")
         else pl.DataFrame(schema={"article_id": pl.String(), "url": pl.String(), "gold_label": pl.String()})
     )
-    parsed = parse_feedback_dir(
-        settings.feedback_dir,
-        labels=settings.config.labels.names,
-        known_articles=known.select("article_id", "url"),
+    trusted = collect_trusted_labels(
+        known=known, feedback_dir=settings.feedback_dir, labels=settings.config.labels.names
     )
-    raw_gold = known.filter(pl.col("gold_label").is_in(settings.config.labels.names)).select(
-        "article_id", "gold_label"
-    )
-    gold, conflicts = merge_gold(raw_gold, parsed.accepted)
+    gold, conflicts, problems = trusted.gold, trusted.conflicts, trusted.problems
     wh.replace_table(FEEDBACK_TABLE, gold)
-    for p in parsed.problems:
+    for p in problems:
         context.log.warning("feedback problem: %s", p)
     origins = dict(gold.group_by("label_origin").len().iter_rows()) if len(gold) else {}
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": dg.MetadataValue.int(len(gold)),
-            "from_feedback_files": origins.get("feedback", 0),
+            "from_feedback_files": trusted.from_files,
+            "from_labelling_page": dg.MetadataValue.int(trusted.from_page),
             "from_source_gold": origins.get("source", 0),
-            "files": dg.MetadataValue.json([str(f) for f in parsed.files]),
-            "problems": dg.MetadataValue.int(len(parsed.problems)),
-            "problem_lines": dg.MetadataValue.md("\n".join(f"- {p}" for p in parsed.problems[:50]) or "none"),
-            "overridden_entries": dg.MetadataValue.int(len(parsed.overridden)),
+            "files": dg.MetadataValue.json([str(f) for f in trusted.files]),
+            "problems": dg.MetadataValue.int(len(problems)),
+            "problem_lines": dg.MetadataValue.md("\n".join(f"- {p}" for p in problems[:50]) or "none"),
+            "overridden_entries": dg.MetadataValue.int(len(trusted.overridden)),
             "feedback_vs_source_conflicts": dg.MetadataValue.int(len(conflicts)),
             "class_distribution": dg.MetadataValue.json(
                 dict(gold.group_by("label").len().iter_rows()) if len(gold) else {}

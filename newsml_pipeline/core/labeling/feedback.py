@@ -28,6 +28,7 @@ from typing import Any
 import polars as pl
 
 from newsml_pipeline.core.crawl.urls import canonicalize_url
+from newsml_pipeline.core.labeling.feedback_store import STORE_FILE_NAME
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,8 @@ def feedback_files(folder: Path) -> tuple[list[Path], list[str]]:
         raise NotADirectoryError(f"feedback folder {folder} is not a directory")
     files, problems = [], []
     for p in folder.iterdir():
+        if p.name.startswith(STORE_FILE_NAME):
+            continue  # the labelling page's SQLite store (+ -wal/-shm): read by feedback_store
         if p.is_dir():
             problems.append(f"{p.name}: is a folder; feedback files go directly in {folder}")
         elif p.suffix.lower() in FEEDBACK_SUFFIXES:
