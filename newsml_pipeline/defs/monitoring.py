@@ -28,37 +28,53 @@ def score_day(predictor: Predictor, raw: pl.DataFrame, labeled: pl.DataFrame, *,
     """Predict every article of the day and put the auto-label beside the champion's label."""
     if raw.is_empty():
         return pl.DataFrame(schema=SCORED_SCHEMA)
-    if predictor.model_version == AUTO_LABELER_VERSION and labeled.height:
+    stand_in = predictor.model_version == AUTO_LABELER_VERSION and labeled.height > 0
+    if stand_in:
         # No champion yet: the stand-in model IS the auto-labeller, whose answers for these very
         # articles (fitted on the whole day, every function voting) are in labeled_articles.
-        # Re-running it per request batch would be slower and less faithful.
-        by_id = labeled.select("article_id", "label", "confidence")
-        scored = (
-            raw.select("article_id")
-            .join(by_id, on="article_id", how="left")
-            .select(
-                "article_id",
-                pl.lit(day).cast(pl.Date).alias("partition_date"),
-                pl.lit(AUTO_LABELER_VERSION).alias("model_version"),
-                pl.col("label").cast(pl.String),
-                pl.col("confidence").cast(pl.Float64).fill_null(0.0),
-            )
-        )
+        # Only where it abstained (a model always answers) is the stand-in asked per article.
+        known = labeled.filter(pl.col("label").is_not_null()).select("article_id", "label", "confidence")
+        todo = raw.join(known, on="article_id", how="anti")
     else:
-        records = [
-            {"title": t, "text": x}
-            for t, x in zip(raw["title"].to_list(), raw["text"].to_list(), strict=True)
-        ]
-        answers = predictor.predict(records)
-        scored = pl.DataFrame(
-            {
-                "article_id": raw["article_id"],
-                "partition_date": [day] * len(raw),
-                "model_version": [a["model_version"] for a in answers],
-                "label": [a["label"] for a in answers],
-                "confidence": [float(a["confidence"]) for a in answers],
-            }
+        known, todo = None, raw
+    records = [
+        {"title": t, "text": x} for t, x in zip(todo["title"].to_list(), todo["text"].to_list(), strict=True)
+    ]
+    answers = predictor.predict(records) if records else []
+    asked = pl.DataFrame(
+        {
+            "article_id": todo["article_id"],
+            "model_version": [a["model_version"] for a in answers],
+            "label": [a["label"] for a in answers],
+            "confidence": [float(a["confidence"]) for a in answers],
+        },
+        schema={
+            "article_id": pl.String,
+            "model_version": pl.String,
+            "label": pl.String,
+            "confidence": pl.Float64,
+        },
+    )
+    if known is not None:
+        from_labels = known.select(
+            "article_id",
+            pl.lit(AUTO_LABELER_VERSION).alias("model_version"),
+            pl.col("label").cast(pl.String),
+            pl.col("confidence").cast(pl.Float64),
         )
+        asked = pl.concat([from_labels, asked])
+    # in the day's article order, every raw row scored once
+    scored = (
+        raw.select("article_id")
+        .join(asked, on="article_id", how="left", maintain_order="left")
+        .select(
+            "article_id",
+            pl.lit(day).cast(pl.Date).alias("partition_date"),
+            "model_version",
+            "label",
+            "confidence",
+        )
+    )
     auto = labeled.select("article_id", pl.col("label").alias("auto_label"))
     scored = scored.join(auto, on="article_id", how="left").with_columns(
         pl.when(pl.col("auto_label").is_null())
