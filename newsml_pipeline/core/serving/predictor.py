@@ -286,6 +286,8 @@ class Predictor:
         self._reload_lock = threading.Lock()
         self._backend: Backend | None = None
         self._last_check = float("-inf")
+        # Why the last champion check/reload failed (None once one succeeds): /health says degraded.
+        self.reload_error: str | None = None
         self.reload(force=True)
 
     @classmethod
@@ -352,26 +354,37 @@ class Predictor:
                 ref = self.resolver.current() if self.resolver is not None else None
                 wanted = ref.version if ref is not None else AUTO_LABELER_VERSION
                 if wanted == current:
+                    self.reload_error = None
                     return False
                 backend = self._load(ref)
-            except Exception:
+            except Exception as e:
                 if self._backend is None:
                     raise
+                self.reload_error = f"{type(e).__name__}: {e}"[:500]
                 log.exception("champion check/reload failed; still serving %s", current)
                 return False
+            self.reload_error = None
             self._backend = backend
             log.info("now serving model version %s (was %s)", backend.version, current)
             return True
         finally:
             self._reload_lock.release()
 
-    def predict(self, records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    @property
+    def is_fallback(self) -> bool:
+        """True while the auto-labeler answers (no champion yet)."""
+        return self.model_version == AUTO_LABELER_VERSION
+
+    def predict(self, records: Sequence[Mapping[str, Any]], *, reload: bool = True) -> list[dict[str, Any]]:
         """Classify articles ({title?, text, id?}); returns label, confidence, scores, model_version.
 
         Raises InvalidRecordError for malformed input. Work is done in `serving.batch_size` chunks.
+        reload=False skips the alias check (the HTTP server reloads from its own background task so
+        a request never waits for a model download).
         """
         clean = validate_records(records)
-        self.reload()
+        if reload:
+            self.reload()
         backend = self._backend
         assert backend is not None
         out: list[dict[str, Any]] = []
@@ -398,11 +411,17 @@ class Predictor:
                 out.append(answer)
         return out
 
-    def health(self) -> dict[str, Any]:
-        """Status for GET /health; also gives the reload check a chance to run between requests."""
-        self.reload()
+    def health(self, *, reload: bool = True) -> dict[str, Any]:
+        """Status for GET /health (also a chance for the reload check to run, unless reload=False).
+
+        `degraded` = still answering, but the last champion check/reload failed (`reload_error`
+        says why), so the model serving may not be the champion.
+        """
+        if reload:
+            self.reload()
         return {
-            "status": "ok",
+            "status": "degraded" if self.reload_error else "ok",
+            **({"reload_error": self.reload_error} if self.reload_error else {}),
             "model_version": self.model_version,
             "registered_model": self.resolver.registered_model if self.resolver else None,
             "labels": self.labels,
