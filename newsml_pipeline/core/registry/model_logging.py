@@ -189,12 +189,29 @@ def train_and_log(
     )
 
 
-def log_pyfunc_model(model_dir: str | Path, *, registered_model: str | None, max_length: int = 256) -> Any:
-    """Log `model_dir` as the pyfunc `model` of the active run; register it when a name is given."""
+def log_pyfunc_model(
+    model_dir: str | Path,
+    *,
+    registered_model: str | None,
+    max_length: int = 256,
+    export_onnx: bool = True,
+) -> Any:
+    """Log `model_dir` as the pyfunc `model` of the active run; register it when a name is given.
+
+    export_onnx: first write `<model_dir>/onnx/model.onnx` + `model.int8.onnx` (checked against
+    torch), so the ONNX files are artifacts of the same model version. An export failure fails
+    the registration (OnnxExportError) rather than registering a version `onnx` cannot serve.
+    """
     import mlflow
     import pandas as pd
 
     from newsml_pipeline.core.serving.pyfunc_model import MODEL_DIR_ARTIFACT, NewsTopicPyfunc
+
+    if export_onnx:
+        from newsml_pipeline.core.serving.onnx_model import export_onnx as _export
+
+        files = _export(model_dir)
+        mlflow.log_metric("onnx_fp32_max_abs_diff_vs_torch", files.max_abs_diff)
 
     return mlflow.pyfunc.log_model(
         name="model",
