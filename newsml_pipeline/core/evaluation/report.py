@@ -73,6 +73,44 @@ class EvaluationResult:
             for name, m in self.precisions.items()
         ]
 
+    def model_rows(self) -> list[dict[str, Any]]:
+        """One row per model (candidate, baseline, labeler, champion): the comparison table."""
+        return [
+            {
+                "model": name,
+                "version": self.versions.get(name) or "",
+                "accuracy": round(s.accuracy, 4),
+                "macro_f1": round(s.macro_f1, 4),
+                "min_class_f1": round(min(c.f1 for c in s.per_class.values()), 4),
+                "ece": None if s.ece is None else round(s.ece, 4),
+                "coverage": round(s.coverage, 4),
+            }
+            for name, s in self.scores.items()
+        ]
+
+    def interval_rows(self) -> list[dict[str, Any]]:
+        """The paired bootstrap intervals: candidate minus each reference, with its CI."""
+        return [
+            {
+                "comparison": name.replace("_", " "),
+                "metric": iv.metric,
+                "diff": round(iv.diff, 4),
+                "ci_low": round(iv.low, 4),
+                "ci_high": round(iv.high, 4),
+                "confidence": iv.confidence,
+                "prob_candidate_better": round(iv.prob_a_better, 4),
+                "resamples": iv.n_samples,
+            }
+            for name, iv in self.intervals.items()
+        ]
+
+    def per_class_rows(self) -> list[dict[str, Any]]:
+        """Per-class F1 of every model, one row per class."""
+        return [
+            {"class": c} | {name: round(s.per_class[c].f1, 4) for name, s in self.scores.items()}
+            for c in self.labels
+        ]
+
     def confusion_tables(self) -> dict[str, str]:
         return {name: confusion_markdown(s) for name, s in self.scores.items()}
 
@@ -188,6 +226,7 @@ def evaluate_models(
         for name, s in scores.items():
             title = f"{name} ({models[name].version})" if models[name].version else name
             pngs[name] = plot_confusion(s, Path(out_dir) / f"confusion_{name}.png", title=title)
+        pngs["per_class_f1"] = plot_per_class_f1(scores, labels, Path(out_dir) / "per_class_f1.png")
     log.info("evaluation on %d gold rows: %s", len(gold), gate.summary())
     return EvaluationResult(
         labels=list(labels),
@@ -199,6 +238,33 @@ def evaluate_models(
         baseline_kind=baseline_kind,
         confusion_png=pngs,
     )
+
+
+def plot_per_class_f1(scores: dict[str, Scores], labels: list[str], path: Path) -> Path:
+    """Grouped bars: per-class F1 of every model side by side (PNG, headless matplotlib)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.2 * len(labels) + 2), 4))
+    try:
+        width = 0.8 / max(1, len(scores))
+        x = np.arange(len(labels))
+        for i, (name, s) in enumerate(scores.items()):
+            ax.bar(x + i * width, [s.per_class[c].f1 for c in labels], width, label=f"{name} ({s.macro_f1:.3f})")
+        ax.set_xticks(x + width * (len(scores) - 1) / 2, labels, rotation=30, ha="right")
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("F1")
+        ax.set_title("per-class F1 (legend: macro-F1)")
+        ax.legend(fontsize="small", loc="lower right")
+        fig.tight_layout()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=90)
+    finally:
+        plt.close(fig)
+    return path
 
 
 def log_evaluation_run(
