@@ -66,7 +66,9 @@ def metadata_table(
         ]
     )
     return dg.MetadataValue.table(
-        records=[dg.TableRecord({c: _table_value(r.get(c), kinds[c], width) for c in columns}) for r in records],
+        records=[
+            dg.TableRecord({c: _table_value(r.get(c), kinds[c], width) for c in columns}) for r in records
+        ],
         schema=schema,
     )
 

@@ -253,7 +253,9 @@ def plot_per_class_f1(scores: dict[str, Scores], labels: list[str], path: Path) 
         width = 0.8 / max(1, len(scores))
         x = np.arange(len(labels))
         for i, (name, s) in enumerate(scores.items()):
-            ax.bar(x + i * width, [s.per_class[c].f1 for c in labels], width, label=f"{name} ({s.macro_f1:.3f})")
+            ax.bar(
+                x + i * width, [s.per_class[c].f1 for c in labels], width, label=f"{name} ({s.macro_f1:.3f})"
+            )
         ax.set_xticks(x + width * (len(scores) - 1) / 2, labels, rotation=30, ha="right")
         ax.set_ylim(0, 1)
         ax.set_ylabel("F1")
