@@ -43,6 +43,7 @@ def test_requirements_are_exact_pins_torch_included(logged: dict) -> None:
     assert (logged["local"] / "code" / "newsml_pipeline" / "core" / "serving" / "pyfunc_model.py").exists()
 
 
+@pytest.mark.slow
 def test_loads_and_predicts_in_a_fresh_interpreter_without_the_repo(logged: dict, tmp_path: Path) -> None:
     # -S: no site processing, so the editable install's finder (which maps newsml_pipeline to this
     # repo) is not installed; only plain site-packages is added. cwd is a temp dir, not the repo.
