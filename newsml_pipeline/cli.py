@@ -111,14 +111,25 @@ def cmd_predict(args: argparse.Namespace, settings: Settings, out: IO[str]) -> i
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings, out: IO[str]) -> int:
+    import os
+
     from newsml_pipeline.core.serving.http import make_server
     from newsml_pipeline.core.serving.predictor import Predictor
 
     cfg = settings.config.serving
+    token = os.environ.get(cfg.token_env) or None
+    host = args.host or cfg.host
     predictor = Predictor.from_settings(settings)
-    server = make_server(predictor, host=args.host or cfg.host, port=args.port or cfg.port)
+    try:
+        server = make_server(
+            predictor, host=host, port=cfg.port if args.port is None else args.port, token=token
+        )
+    except PermissionError as e:
+        raise CliError(str(e)) from None
     out.write(
-        f"serving model version {predictor.model_version} on {server.url} (POST /classify, GET /health)\n"
+        f"serving model version {predictor.model_version} on {server.url} "
+        f"(POST /classify, GET /health, GET /metrics, docs at /docs"
+        f"{'; bearer token required' if token else ''})\n"
     )
     out.flush()
     try:
@@ -305,9 +316,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("serve", help="HTTP endpoint: GET /health, POST /classify")
-    p.add_argument("--host", default=None, help="bind address (default serving.host, 127.0.0.1)")
-    p.add_argument("--port", type=int, default=None, help="port (default serving.port)")
+    p = sub.add_parser(
+        "serve", help="HTTP endpoint (FastAPI): GET /health, POST /classify, GET /metrics, /docs"
+    )
+    p.add_argument(
+        "--host",
+        default=None,
+        help="bind address (default serving.host, 127.0.0.1); any other needs the bearer token "
+        "in the env var named by serving.token_env (NEWSML_SERVING_TOKEN)",
+    )
+    p.add_argument("--port", type=int, default=None, help="port (default serving.port; 0 = any free)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("label", help="labelling page: the review queue one article at a time")

@@ -298,9 +298,25 @@ class ServingConfig(_Strict):
     max_body_bytes: int = Field(default=2_000_000, ge=1024)
     batch_size: int = Field(default=32, ge=1)
     reload_interval_s: float = Field(default=30.0, ge=0)
-    # Inference precision of the served transformer: auto = bf16 autocast where the CPU/GPU has
-    # native bf16, else fp32; int8 = dynamic int8 quantization of the linear layers (CPU only).
-    precision: Literal["auto", "fp32", "bf16", "int8"] = "auto"
+    # Inference precision of the served model. auto = the fastest precision whose macro-F1 on the
+    # gold test rows is within `auto_max_f1_loss` of torch fp32, read from the model version's
+    # `newsml.precision.*` tags written by the evaluation (without those tags: torch with bf16
+    # autocast where the CPU/GPU has native bf16, else fp32). fp32 / bf16 = torch; int8 = torch
+    # dynamic int8 (deprecated torch.ao path, CPU only); onnx / onnx-int8 = ONNX Runtime on the
+    # model.onnx / model.int8.onnx exported at registration.
+    precision: Literal["auto", "fp32", "bf16", "int8", "onnx", "onnx-int8"] = "auto"
+    auto_max_f1_loss: float = Field(default=0.005, ge=0, le=1)
+    # ONNX Runtime intra-op threads; null = the cores this process may use.
+    onnx_threads: int | None = Field(default=None, ge=1)
+    # Micro-batching: concurrent requests arriving within this window share one forward pass.
+    batch_window_ms: float = Field(default=2.0, ge=0, le=1000)
+    # A request still waiting for its answer after this long gets 503 (the model keeps going).
+    request_timeout_s: float = Field(default=30.0, gt=0)
+    # Connections served at once (uvicorn limit_concurrency); beyond it new ones get 503.
+    max_concurrency: int = Field(default=256, ge=1)
+    # Name of the environment variable holding the bearer token (never the token itself in YAML).
+    # Unset/empty = no auth, which is only allowed on a loopback host.
+    token_env: str = "NEWSML_SERVING_TOKEN"
     # Tokens per article at serving time; null = training.max_length (what the gate evaluated).
     max_length: int | None = Field(default=None, ge=8)
 

@@ -8,11 +8,16 @@ import dagster as dg
 
 from newsml_pipeline.core.evaluation.report import TAG_EVALUATION, log_evaluation_run, run_evaluation
 from newsml_pipeline.core.serving.predictor import ChampionResolver
+from newsml_pipeline.defs.metadata import metadata_table, png_markdown
 from newsml_pipeline.defs.placement import GPU_STEP, LIGHT_STEP
 from newsml_pipeline.defs.resources import MlflowResource, NewsmlSettings, WarehouseResource
 from newsml_pipeline.defs.training import SPLITS_TABLE, split_rows_with_text
 
 log = logging.getLogger(__name__)
+
+# Bump by hand when a change here or in core/evaluation changes what the asset computes: the UI
+# then marks model_evaluation (and what depends on it) as stale by code version.
+CODE_VERSION = "2"
 
 
 @dg.asset(
@@ -20,6 +25,7 @@ log = logging.getLogger(__name__)
     deps=[dg.AssetKey(SPLITS_TABLE)],
     op_tags=GPU_STEP,
     kinds={"mlflow", "scikitlearn"},
+    code_version=CODE_VERSION,
     description=(
         "Candidate vs baseline (gate.baseline; zero-shot base model by default) vs champion vs the "
         "auto-labeler, all on the same gold test rows: accuracy, macro-F1, per-class P/R/F1, confusion "
@@ -77,10 +83,15 @@ def model_evaluation(
         training_run_id=candidate_model["run_id"],
         tags={"dagster_run_id": context.run_id},
         artifact_root=mlflow.artifact_root,
+        registered_model=mlflow.registered_model,
+        model_version=candidate_model["version"],
     )
     value = result.to_dict() | {"candidate": candidate_model, "evaluation_run_id": eval_run_id}
     metadata: dict[str, Any] = {
-        "summary": dg.MetadataValue.md(result.summary_markdown()),
+        "models": metadata_table(result.model_rows()),
+        "bootstrap_intervals": metadata_table(result.interval_rows()),
+        "per_class_f1": metadata_table(result.per_class_rows()),
+        "gate": dg.MetadataValue.md(f"**{result.gate.summary()}**"),
         "gate_passed": result.gate.passed,
         "gate_reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in result.gate.reasons)),
         "n_test": result.n_test,
@@ -92,11 +103,13 @@ def model_evaluation(
         "candidate_version": candidate_model["version"],
         "champion_version": "none" if champion is None else champion.version,
     }
-    for name, table in result.confusion_tables().items():
-        metadata[f"confusion_{name}"] = dg.MetadataValue.md(table)
-    png = result.confusion_png.get("candidate")
-    if png is not None:
-        metadata["confusion_candidate_png"] = dg.MetadataValue.path(str(png))
+    if result.precisions:
+        metadata["serving_precisions"] = metadata_table(result.precision_rows())
+        metadata["auto_precision"] = str(result.auto_precision)
+    # Pictures, shown inline by the UI: per-class F1 of all models, then each confusion matrix.
+    for name, png in result.confusion_png.items():
+        key = "per_class_f1_chart" if name == "per_class_f1" else f"confusion_{name}"
+        metadata[key] = png_markdown(png, alt=key)
     for key, val in result.metrics().items():
         if key.endswith(("_macro_f1", "_accuracy")) or key.startswith("candidate_vs_"):
             metadata[key] = dg.MetadataValue.float(float(val))

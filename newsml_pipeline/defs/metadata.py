@@ -1,15 +1,83 @@
-"""Markdown helpers for asset metadata: small tables people read in the Dagster UI."""
+"""Asset metadata people read in the Dagster UI: real tables (`metadata_table`, sortable, typed
+columns) and pictures (`png_markdown`); the Markdown helpers remain for ingestion."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import json
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import polars as pl
 
 from newsml_pipeline.core.data.quality import QualityResult
+
+_TYPES = ((bool, "bool"), (int, "int"), (float, "float"))
+
+
+def _column_type(values: list[Any]) -> str:
+    """The TableSchema type of a column: bool / int / float when every non-null value is one, else string."""
+    present = [v for v in values if v is not None]
+    for py, name in _TYPES:
+        if present and all(isinstance(v, py) and (py is bool or not isinstance(v, bool)) for v in present):
+            return name
+    if present and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present):
+        return "float"
+    return "string"
+
+
+def _table_value(v: Any, kind: str, width: int) -> Any:
+    if v is None:
+        return None
+    if kind == "float":
+        return float(v)
+    if kind in ("int", "bool"):
+        return v
+    s = v if isinstance(v, str) else json.dumps(v, default=str) if isinstance(v, (dict, list)) else str(v)
+    return s if len(s) <= width else s[: width - 1] + "…"
+
+
+def metadata_table(
+    rows: pl.DataFrame | Iterable[Mapping[str, Any]],
+    columns: list[str] | None = None,
+    *,
+    descriptions: Mapping[str, str] | None = None,
+    max_rows: int = 200,
+    width: int = 200,
+) -> dg.TableMetadataValue:
+    """A polars frame or list of dicts as `MetadataValue.table` with a typed `TableSchema`.
+
+    Column types are inferred (bool/int/float/string); dicts/lists become JSON strings and long
+    strings are cut to `width`. Only the first `max_rows` rows are kept (metadata is for reading).
+    """
+    records = rows.to_dicts() if isinstance(rows, pl.DataFrame) else [dict(r) for r in rows]
+    if columns is None:
+        columns = list(rows.columns) if isinstance(rows, pl.DataFrame) else []
+        for r in records:
+            columns += [k for k in r if k not in columns]
+    records = records[:max_rows]
+    kinds = {c: _column_type([r.get(c) for r in records]) for c in columns}
+    schema = dg.TableSchema(
+        columns=[
+            dg.TableColumn(name=c, type=kinds[c], description=(descriptions or {}).get(c)) for c in columns
+        ]
+    )
+    return dg.MetadataValue.table(
+        records=[
+            dg.TableRecord({c: _table_value(r.get(c), kinds[c], width) for c in columns}) for r in records
+        ],
+        schema=schema,
+    )
+
+
+def png_markdown(path: str | Path, *, alt: str) -> dg.MarkdownMetadataValue:
+    """A PNG embedded in Markdown as a data URI: the Dagster UI shows the picture itself (a
+    `MetadataValue.path` would only show the file name)."""
+    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{data})")
 
 
 def _cell(v: Any, width: int = 80) -> str:

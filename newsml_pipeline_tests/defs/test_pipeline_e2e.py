@@ -90,6 +90,15 @@ def test_ingest_then_retrain_blocked_then_deployed(make_settings, bbc_inbox: Pat
     )
     assert {"candidate_model", "model_evaluation"} <= mats
     assert "deployed_model" not in mats
+    # The evaluation shows real tables (typed columns) and pictures, not Markdown tables.
+    eval_md = blocked.asset_materializations_for_node("model_evaluation")[0].metadata
+    models = eval_md["models"].value
+    assert {r.data["model"] for r in models.records} >= {"candidate", "baseline"}
+    assert {c.name: c.type for c in models.schema.columns}["macro_f1"] == "float"
+    assert eval_md["bootstrap_intervals"].value.records[0].data["comparison"] == "candidate vs baseline"
+    for key in ("confusion_candidate", "per_class_f1_chart"):
+        assert eval_md[key].value.startswith(f"![{key}](data:image/png;base64,iVBOR")
+    assert "onnx-int8" in {r.data["precision"] for r in eval_md["serving_precisions"].value.records}
     # dataset_splits shows the train rows it dropped as likely labeler mistakes, and they are gone
     split_md = blocked.asset_materializations_for_node("dataset_splits")[0].metadata
     dropped = split_md["label_issues_dropped"].value

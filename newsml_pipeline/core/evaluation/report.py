@@ -49,6 +49,70 @@ class EvaluationResult:
     confusion_png: dict[str, Path] = field(default_factory=dict)
     evaluation_run_id: str | None = None
     evaluation_kind: str = "gold"  # what the test rows' labels are: gold or silver
+    # The candidate per serving precision: {precision: {macro_f1, ms_per_article, agreement_vs_fp32}}
+    precisions: dict[str, dict[str, float]] = field(default_factory=dict)
+    max_precision_f1_loss: float = 0.005
+
+    @property
+    def auto_precision(self) -> str | None:
+        """What `serving.precision: auto` picks from `precisions` (None when not measured)."""
+        from newsml_pipeline.core.serving.precision import choose_precision
+
+        return choose_precision(self.precisions, max_f1_loss=self.max_precision_f1_loss)
+
+    def precision_rows(self) -> list[dict[str, Any]]:
+        """One row per precision: macro-F1, loss vs fp32, ms/article, agreement, chosen."""
+        ref = self.precisions.get("fp32", {}).get("macro_f1")
+        chosen = self.auto_precision
+        return [
+            {
+                "precision": name,
+                "macro_f1": round(m["macro_f1"], 4),
+                "f1_loss_vs_fp32": None if ref is None else round(ref - m["macro_f1"], 4),
+                "ms_per_article": round(m["ms_per_article"], 3),
+                "agreement_vs_fp32": round(m["agreement_vs_fp32"], 4),
+                "auto_choice": name == chosen,
+            }
+            for name, m in self.precisions.items()
+        ]
+
+    def model_rows(self) -> list[dict[str, Any]]:
+        """One row per model (candidate, baseline, labeler, champion): the comparison table."""
+        return [
+            {
+                "model": name,
+                "version": self.versions.get(name) or "",
+                "accuracy": round(s.accuracy, 4),
+                "macro_f1": round(s.macro_f1, 4),
+                "min_class_f1": round(min(c.f1 for c in s.per_class.values()), 4),
+                "ece": None if s.ece is None else round(s.ece, 4),
+                "coverage": round(s.coverage, 4),
+            }
+            for name, s in self.scores.items()
+        ]
+
+    def interval_rows(self) -> list[dict[str, Any]]:
+        """The paired bootstrap intervals: candidate minus each reference, with its CI."""
+        return [
+            {
+                "comparison": name.replace("_", " "),
+                "metric": iv.metric,
+                "diff": round(iv.diff, 4),
+                "ci_low": round(iv.low, 4),
+                "ci_high": round(iv.high, 4),
+                "confidence": iv.confidence,
+                "prob_candidate_better": round(iv.prob_a_better, 4),
+                "resamples": iv.n_samples,
+            }
+            for name, iv in self.intervals.items()
+        ]
+
+    def per_class_rows(self) -> list[dict[str, Any]]:
+        """Per-class F1 of every model, one row per class."""
+        return [
+            {"class": c} | {name: round(s.per_class[c].f1, 4) for name, s in self.scores.items()}
+            for c in self.labels
+        ]
 
     def confusion_tables(self) -> dict[str, str]:
         return {name: confusion_markdown(s) for name, s in self.scores.items()}
@@ -71,6 +135,18 @@ class EvaluationResult:
                 f"\n{name.replace('_', ' ')}: {iv.metric} diff {iv.diff:+.4f} "
                 f"({iv.confidence:.0%} CI {iv.low:+.4f} .. {iv.high:+.4f}, {iv.n_samples} paired resamples)"
             )
+        if self.precisions:
+            lines += [
+                "",
+                "| precision | macro-F1 | loss vs fp32 | ms/article | agreement |",
+                "|---|---|---|---|---|",
+            ]
+            for r in self.precision_rows():
+                mark = " (auto)" if r["auto_choice"] else ""
+                lines.append(
+                    f"| {r['precision']}{mark} | {r['macro_f1']:.4f} | {r['f1_loss_vs_fp32']:+.4f} | "
+                    f"{r['ms_per_article']:.2f} | {r['agreement_vs_fp32']:.3f} |"
+                )
         lines.append(f"\n**{self.gate.summary()}**")
         return "\n".join(lines)
 
@@ -81,6 +157,9 @@ class EvaluationResult:
             out.update(s.flat_metrics(prefix=f"{name}_"))
         for name, iv in self.intervals.items():
             out.update({f"{name}_diff": iv.diff, f"{name}_low": iv.low, f"{name}_high": iv.high})
+        for name, m in self.precisions.items():
+            key = name.replace("-", "_")
+            out.update({f"precision_{key}_{k}": float(v) for k, v in m.items()})
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -94,6 +173,8 @@ class EvaluationResult:
             "gate": self.gate.to_dict(),
             "evaluation_run_id": self.evaluation_run_id,
             "evaluation_kind": self.evaluation_kind,
+            "precisions": self.precisions,
+            "auto_precision": self.auto_precision,
         }
 
 
@@ -154,6 +235,7 @@ def evaluate_models(
         for name, s in scores.items():
             title = f"{name} ({models[name].version})" if models[name].version else name
             pngs[name] = plot_confusion(s, Path(out_dir) / f"confusion_{name}.png", title=title)
+        pngs["per_class_f1"] = plot_per_class_f1(scores, labels, Path(out_dir) / "per_class_f1.png")
     log.info("evaluation on %d %s rows: %s", len(gold), evaluation_kind, gate.summary())
     return EvaluationResult(
         labels=list(labels),
@@ -168,6 +250,35 @@ def evaluate_models(
     )
 
 
+def plot_per_class_f1(scores: dict[str, Scores], labels: list[str], path: Path) -> Path:
+    """Grouped bars: per-class F1 of every model side by side (PNG, headless matplotlib)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.2 * len(labels) + 2), 4))
+    try:
+        width = 0.8 / max(1, len(scores))
+        x = np.arange(len(labels))
+        for i, (name, s) in enumerate(scores.items()):
+            ax.bar(
+                x + i * width, [s.per_class[c].f1 for c in labels], width, label=f"{name} ({s.macro_f1:.3f})"
+            )
+        ax.set_xticks(x + width * (len(scores) - 1) / 2, labels, rotation=30, ha="right")
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("F1")
+        ax.set_title("per-class F1 (legend: macro-F1)")
+        ax.legend(fontsize="small", loc="lower right")
+        fig.tight_layout()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=90)
+    finally:
+        plt.close(fig)
+    return path
+
+
 def log_evaluation_run(
     result: EvaluationResult,
     *,
@@ -176,9 +287,14 @@ def log_evaluation_run(
     training_run_id: str | None,
     tags: dict[str, str] | None = None,
     artifact_root: str | Path | None = None,
+    registered_model: str | None = None,
+    model_version: str | None = None,
 ) -> str:
     """Record the evaluation as its own MLflow run (tag `newsml.training_run_id` links it to the
-    training run): flat metrics, gate verdict, confusion PNGs + tables, evaluation.json."""
+    training run): flat metrics, gate verdict, confusion PNGs + tables, evaluation.json.
+
+    With `registered_model` + `model_version`, the per-precision macro-F1 / ms-per-article are also
+    written as tags of that model version: what `serving.precision: auto` reads."""
     import mlflow
 
     from newsml_pipeline.core.registry.tracking import configure_mlflow
@@ -213,6 +329,18 @@ def log_evaluation_run(
         client.log_text(run_id, result.summary_markdown(), "summary.md")
         for name, table in result.confusion_tables().items():
             client.log_text(run_id, table, f"confusion/{name}.md")
+        if result.precisions and registered_model and model_version:
+            from newsml_pipeline.core.serving.precision import TAG_CHOSEN, precision_tags
+
+            ptags = precision_tags(
+                {
+                    k: {"macro_f1": v["macro_f1"], "ms_per_article": v["ms_per_article"]}
+                    for k, v in result.precisions.items()
+                }
+            )
+            ptags[TAG_CHOSEN] = str(result.auto_precision)
+            for key, value in ptags.items():
+                client.set_model_version_tag(registered_model, model_version, key, value)
         client.set_terminated(run_id, "FINISHED")
     except Exception:
         client.set_terminated(run_id, "FAILED")
@@ -234,9 +362,13 @@ def run_evaluation(
     device: str | None = None,
     evaluation_kind: str = "gold",
     champion_evaluation_kind: str | None = None,
+    measure_precision: bool = True,
 ) -> EvaluationResult:
     """Everything the `model_evaluation` asset needs: predictions of all models on the gold test
-    rows (title, text, label[, url, article_id]) and the evaluation result."""
+    rows (title, text, label[, url, article_id]) and the evaluation result.
+
+    measure_precision: also score the candidate at every serving precision it can run (torch
+    fp32/bf16, ONNX fp32/int8) at `serving.max_length` (what serving will use)."""
     labels = cfg.labels.names
     check_test_rows(test_rows, labels)
     common = {
@@ -256,7 +388,7 @@ def run_evaluation(
     kind = cfg.gate.baseline
     baseline = baseline_predictions(test_rows, kind=kind, labels_cfg=cfg.labels)
     labeler = baseline if kind == "labeler" else labeler_predictions(test_rows, labels_cfg=cfg.labels)
-    return evaluate_models(
+    result = evaluate_models(
         gold=test_rows["label"].to_list(),
         labels=labels,
         candidate=candidate,
@@ -269,3 +401,16 @@ def run_evaluation(
         evaluation_kind=evaluation_kind,
         champion_evaluation_kind=champion_evaluation_kind,
     )
+    result.max_precision_f1_loss = cfg.serving.auto_max_f1_loss
+    if measure_precision:
+        from newsml_pipeline.core.evaluation.precisions import measure_precisions
+
+        result.precisions = measure_precisions(
+            candidate_model_dir,
+            test_rows,
+            labels=labels,
+            max_length=cfg.serving.max_length or cfg.training.max_length,
+            batch_size=cfg.serving.batch_size,
+            device=device,
+        )
+    return result

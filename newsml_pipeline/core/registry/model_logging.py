@@ -87,12 +87,48 @@ def model_signature() -> Any:
     )
 
 
-def _pip_requirements() -> list[str]:
-    """Pinned versions of what the pyfunc imports (plus the installed newsml_pipeline package)."""
-    from importlib.metadata import version
+# What the pyfunc imports when MLflow loads and calls it (load_context + predict), by module.
+PYFUNC_MODULES = (
+    "newsml_pipeline.core.serving.pyfunc_model",
+    "newsml_pipeline.core.training.model_io",
+    "newsml_pipeline.core.training.inputs",
+)
+PACKAGE_DIR = Path(__file__).resolve().parents[2]  # .../newsml_pipeline: logged as the model's code
+TORCH_PIN = "torch==2.13.0"  # the project's pin; the local "+cpu" build tag is not on any index
 
-    pkgs = ["mlflow", "torch", "transformers", "tokenizers", "safetensors", "numpy", "pandas"]
-    return [f"{p}=={version(p)}" for p in pkgs]
+
+def _pip_requirements() -> list[str]:
+    """Exact installed versions of the distributions the pyfunc's code imports.
+
+    A fresh interpreter imports the pyfunc's modules; every `newsml_pipeline` module that ends up
+    loaded is parsed and its imports (top level and lazy, inside functions) are mapped to their
+    distributions. Transitive dependencies are left to pip; torch gets the project's pin.
+    """
+    import ast
+    import subprocess
+    import sys
+    from importlib.metadata import packages_distributions, version
+
+    probe = (
+        "import sys, importlib\n"
+        f"for m in {list(PYFUNC_MODULES)!r}: importlib.import_module(m)\n"
+        "print('\\n'.join(m.__file__ for n, m in sys.modules.items()"
+        " if n.startswith('newsml_pipeline') and getattr(m, '__file__', None)))\n"
+    )
+    files = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=PACKAGE_DIR.parent
+    ).stdout.split()
+    names: set[str] = set()
+    for f in files:
+        for node in ast.walk(ast.parse(Path(f).read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names.update(a.name.split(".")[0] for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names.add(node.module.split(".")[0])
+    by_module = packages_distributions()
+    dists = {d for n in names for d in by_module.get(n, []) if n != "newsml_pipeline"}
+    dists.add("safetensors")  # loaded by transformers from model.safetensors (not imported by name)
+    return sorted((TORCH_PIN if d == "torch" else f"{d}=={version(d)}" for d in dists), key=str.lower)
 
 
 def _final_metrics(result: TrainResult) -> dict[str, float]:
@@ -189,17 +225,37 @@ def train_and_log(
     )
 
 
-def log_pyfunc_model(model_dir: str | Path, *, registered_model: str | None, max_length: int = 256) -> Any:
-    """Log `model_dir` as the pyfunc `model` of the active run; register it when a name is given."""
+def log_pyfunc_model(
+    model_dir: str | Path,
+    *,
+    registered_model: str | None,
+    max_length: int = 256,
+    export_onnx: bool = True,
+) -> Any:
+    """Log `model_dir` as the pyfunc `model` of the active run; register it when a name is given.
+
+    export_onnx: first write `<model_dir>/onnx/model.onnx` + `model.int8.onnx` (checked against
+    torch), so the ONNX files are artifacts of the same model version. An export failure fails
+    the registration (OnnxExportError) rather than registering a version `onnx` cannot serve.
+    """
     import mlflow
     import pandas as pd
 
     from newsml_pipeline.core.serving.pyfunc_model import MODEL_DIR_ARTIFACT, NewsTopicPyfunc
 
+    if export_onnx:
+        from newsml_pipeline.core.serving.onnx_model import export_onnx as _export
+
+        files = _export(model_dir)
+        mlflow.log_metric("onnx_fp32_max_abs_diff_vs_torch", files.max_abs_diff)
+
+    # code_paths: the package travels with the model (model/code/newsml_pipeline), so a fresh
+    # environment built from the pinned requirements can load it without this repo installed.
     return mlflow.pyfunc.log_model(
         name="model",
         python_model=NewsTopicPyfunc(max_length=max_length),
         artifacts={MODEL_DIR_ARTIFACT: str(model_dir)},
+        code_paths=[str(PACKAGE_DIR)],
         signature=model_signature(),
         input_example=pd.DataFrame(INPUT_EXAMPLE),
         pip_requirements=_pip_requirements(),

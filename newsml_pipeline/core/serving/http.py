@@ -1,148 +1,425 @@
-"""A small HTTP endpoint over the Predictor (stdlib ThreadingHTTPServer: no extra dependency).
+"""`newsml serve`: the Predictor behind FastAPI + uvicorn, with micro-batching and Prometheus metrics.
 
-GET  /health    -> {"status": "ok", "model_version": ..., "labels": [...]}
-POST /classify  -> body: one article object {"title"?, "text", "id"?} or a list of them;
+GET  /health    -> {"status": "ok" | "degraded", "model_version": ..., "labels": [...]}
+                   (degraded: still answering, but the last champion reload failed; see reload_error)
+POST /classify  -> body: one article {"title"?, "text", "id"?} or a list of them;
                    answer: one result object, or {"results": [...]} for a list.
-Every error is JSON {"error": message} with a 4xx code: 400 bad JSON / bad fields, 404 unknown
-path, 405 wrong method, 411 no Content-Length, 413 body over `serving.max_body_bytes`,
-415 not JSON; 500 (logged) if the model itself fails.
+GET  /metrics   -> Prometheus text format; GET /docs -> OpenAPI UI (schema at /openapi.json).
+
+Every error is JSON {"error": message}: 400 bad JSON, 401 missing/wrong bearer token, 404 unknown
+path, 405 wrong method, 413 body over `serving.max_body_bytes`, 415 not JSON, 422 a field is
+wrong (the message names the article and the field), 503 timed out / over `max_concurrency`,
+500 (logged) if the model itself fails.
+
+With a token configured (env var named by `serving.token_env`), /classify and /metrics require
+`Authorization: Bearer <token>`; /health and /docs stay open (probes). Binding anything but a
+loopback address without a token is refused.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import hmac
+import ipaddress
 import json
 import logging
+import socket
 import threading
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import time
+from collections.abc import AsyncIterator
 from typing import Any
 
-from newsml_pipeline.core.serving.predictor import InvalidRecordError, Predictor
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, TypeAdapter, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from newsml_pipeline.core.serving.batching import MicroBatcher
+from newsml_pipeline.core.serving.metrics import ServingMetrics
+from newsml_pipeline.core.serving.predictor import MAX_TITLE_CHARS, InvalidRecordError, Predictor
+from newsml_pipeline.settings import ServingConfig
 
 log = logging.getLogger(__name__)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: NewsmlHTTPServer
-    protocol_version = "HTTP/1.1"  # keep-alive: clients reuse the connection
-    # Headers and body go out as separate writes; with Nagle on, the body waits for the client's
-    # delayed ACK (~40 ms per request). TCP_NODELAY removes that stall.
-    disable_nagle_algorithm = True
+# ---------------------------------------------------------------- request / response models
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        log.debug("%s %s", self.address_string(), format % args)
 
-    def _send(self, status: int, payload: Any) -> None:
-        body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+class Article(BaseModel):
+    """One article to classify. Unknown fields are ignored."""
 
-    def _error(self, status: int, message: str) -> None:
-        self._send(status, {"error": message})
+    model_config = ConfigDict(extra="ignore")
 
-    def _discard_body(self) -> None:
-        """Read (and drop) a small declared body so a keep-alive connection stays in sync."""
-        length = self.headers.get("Content-Length")
-        if length and length.isdigit() and int(length) <= self.server.max_body_bytes:
-            self.rfile.read(int(length))
-        else:
-            self.close_connection = True
+    text: StrictStr = Field(description="the article body (required, not blank)")
+    title: StrictStr | None = Field(default=None, max_length=MAX_TITLE_CHARS)
+    id: StrictStr | StrictInt | None = Field(default=None, description="echoed back in the answer")
 
-    def do_GET(self) -> None:  # noqa: N802 - stdlib naming
-        if self.path == "/health":
-            self._send(HTTPStatus.OK, self.server.predictor.health())
-        elif self.path == "/classify":
-            self._error(HTTPStatus.METHOD_NOT_ALLOWED, "use POST /classify with a JSON article or list")
-        else:
-            self._error(
-                HTTPStatus.NOT_FOUND, f"unknown path {self.path!r}; try GET /health or POST /classify"
+
+class ClassifyResult(BaseModel):
+    id: str | int | None = None
+    label: str
+    confidence: float
+    scores: dict[str, float]
+    model_version: str
+
+
+class ClassifyResults(BaseModel):
+    results: list[ClassifyResult]
+
+
+_ONE = TypeAdapter(Article)
+_MANY = TypeAdapter(list[Article])
+
+
+def _field_message(err: dict[str, Any]) -> str:
+    """A pydantic error as `article <i>: field '<name>' ...` (the wording the tests and users see)."""
+    loc = [p for p in err.get("loc", ()) if p != "body"]
+    index = loc.pop(0) if loc and isinstance(loc[0], int) else None
+    # The field is the first name in the location; what follows are union members ('str', 'int').
+    name = next((str(p) for p in loc if isinstance(p, str)), "")
+    kind = err.get("type", "")
+    if kind in ("model_type", "model_attributes_type", "dict_type") or not name:
+        msg = "expected an object with 'text'"
+    elif kind == "missing":
+        msg = f"field '{name}' is required"
+    elif kind == "string_too_long":
+        msg = f"field '{name}' is longer than {MAX_TITLE_CHARS} characters"
+    elif kind.endswith("_type"):
+        msg = f"field '{name}' must be a string" + (" or integer" if name == "id" else "")
+    else:
+        msg = f"field '{name}': {err.get('msg', kind)}"
+    return msg if index is None else f"article {index}: {msg}"
+
+
+def parse_articles(payload: Any) -> tuple[list[dict[str, Any]], bool]:
+    """(clean records, single?) from decoded JSON; raises InvalidRecordError naming article and field."""
+    if isinstance(payload, dict):
+        single = True
+        adapter: TypeAdapter = _ONE
+    elif isinstance(payload, list):
+        single = False
+        adapter = _MANY
+        if not payload:
+            raise InvalidRecordError("no articles to classify (empty list)")
+    else:
+        raise InvalidRecordError(f"expected an article object or a list, got {type(payload).__name__}")
+    try:
+        parsed = adapter.validate_python(payload)
+    except ValidationError as e:
+        raise InvalidRecordError(_field_message(e.errors()[0])) from None
+    records = []
+    for i, a in enumerate([parsed] if single else parsed):
+        if not a.text.strip():
+            raise InvalidRecordError(
+                "field 'text' is empty" if single else f"article {i}: field 'text' is empty"
             )
+        rec: dict[str, Any] = {"title": a.title, "text": a.text}
+        if a.id is not None:
+            rec["id"] = a.id
+        records.append(rec)
+    return records, single
 
-    def do_POST(self) -> None:  # noqa: N802 - stdlib naming
-        if self.path != "/classify":
-            self._discard_body()
-            self._error(HTTPStatus.NOT_FOUND, f"unknown path {self.path!r}; POST /classify")
-            return
-        length_header = self.headers.get("Content-Length")
-        if length_header is None:
-            self.close_connection = True
-            self._error(HTTPStatus.LENGTH_REQUIRED, "Content-Length header is required")
-            return
-        if not length_header.isdigit():
-            self.close_connection = True
-            self._error(HTTPStatus.BAD_REQUEST, f"invalid Content-Length {length_header!r}")
-            return
-        length = int(length_header)
-        limit = self.server.max_body_bytes
-        if length > limit:
-            self.close_connection = True  # do not read a huge body just to throw it away
-            self._error(
-                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                f"body of {length} bytes exceeds serving.max_body_bytes={limit}; send fewer articles per request",
+
+def _error(status: int, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": message, **extra}, status_code=status)
+
+
+# ---------------------------------------------------------------- the app
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+async def _read_body(request: Request, limit: int) -> bytes | JSONResponse:
+    """The body, read up to `limit` bytes; 413 as soon as it is known to be bigger (declared or streamed)."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            return _error(400, f"invalid Content-Length {declared!r}")
+        if int(declared) > limit:
+            return _error(
+                413,
+                f"body of {declared} bytes exceeds serving.max_body_bytes={limit}; send fewer articles per request",
             )
-            return
-        raw = self.rfile.read(length)
-        ctype = (self.headers.get("Content-Type") or "application/json").split(";")[0].strip().lower()
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return _error(
+                413, f"body exceeds serving.max_body_bytes={limit}; send fewer articles per request"
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_app(
+    predictor: Predictor,
+    *,
+    serving_cfg: ServingConfig | None = None,
+    token: str | None = None,
+    reload_in_background: bool = True,
+) -> FastAPI:
+    """The ASGI app. `token`: required bearer token for /classify and /metrics (None = open).
+
+    reload_in_background: a task checks the champion alias every `reload_interval_s` off the
+    request path, so a request never waits for a new model to download and load.
+    """
+    cfg = serving_cfg or predictor.serving_cfg
+    metrics = ServingMetrics()
+
+    def on_batch(n_requests: int, n_articles: int) -> None:
+        metrics.batch_requests.observe(n_requests)
+        metrics.batch_articles.observe(n_articles)
+
+    def predict(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return predictor.predict(records, reload=False)
+
+    batcher = MicroBatcher(
+        predict, window_s=cfg.batch_window_ms / 1000, max_articles=cfg.batch_size, on_batch=on_batch
+    )
+
+    def refresh_gauges() -> None:
+        backend = predictor._backend  # noqa: SLF001 - precision label for the info gauge
+        metrics.set_model(predictor.model_version, str(getattr(backend, "precision", "-")))
+        metrics.degraded.set(1 if predictor.reload_error else 0)
+
+    async def reload_loop() -> None:
+        loop = asyncio.get_running_loop()
+        interval = max(cfg.reload_interval_s, 0.05)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await loop.run_in_executor(None, predictor.reload)
+            except Exception:  # reload() logs and keeps serving; this guards the loop itself
+                log.exception("champion reload task failed")
+            refresh_gauges()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        batcher.start()
+        refresh_gauges()
+        task = asyncio.create_task(reload_loop()) if reload_in_background else None
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await batcher.stop()
+
+    app = FastAPI(
+        title="newsml classifier",
+        description="News topic classification by the deployed champion model.",
+        lifespan=lifespan,
+    )
+    app.state.predictor = predictor
+    app.state.metrics = metrics
+
+    def authorised(request: Request) -> bool:
+        if not token:
+            return True
+        got = request.headers.get("authorization", "")
+        scheme, _, value = got.partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(value.strip(), token)
+
+    @app.middleware("http")
+    async def observe(request: Request, call_next: Any) -> Response:
+        t0 = time.perf_counter()
+        response = await call_next(request)
+        path = request.url.path if request.url.path in ("/classify", "/health", "/metrics") else "other"
+        metrics.requests.labels(path, str(response.status_code)).inc()
+        metrics.latency.labels(path).observe(time.perf_counter() - t0)
+        return response
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 404:
+            return _error(404, f"unknown path {request.url.path!r}; try GET /health or POST /classify")
+        if exc.status_code == 405:
+            return _error(405, f"{request.method} is not allowed on {request.url.path}")
+        return _error(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errs = exc.errors()
+        return _error(422, _field_message(errs[0]) if errs else "invalid request")
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        """ok / degraded, the model version serving and its labels (never waits for a reload)."""
+        return predictor.health(reload=not reload_in_background)
+
+    @app.get("/metrics")
+    async def prometheus(request: Request) -> Response:
+        if not authorised(request):
+            return _error(401, "missing or wrong bearer token")
+        refresh_gauges()
+        return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @app.post(
+        "/classify",
+        response_model=ClassifyResult | ClassifyResults,
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "oneOf": [
+                                Article.model_json_schema(),
+                                {"type": "array", "items": Article.model_json_schema(), "minItems": 1},
+                            ]
+                        }
+                    }
+                },
+            }
+        },
+        responses={
+            400: {"description": "body is not JSON"},
+            401: {"description": "bearer token missing or wrong"},
+            413: {"description": "body larger than serving.max_body_bytes"},
+            415: {"description": "not application/json"},
+            422: {"description": "a field is missing or wrong; the message names it"},
+            503: {"description": "timed out or over capacity"},
+        },
+    )
+    async def classify(request: Request) -> Response:
+        """Classify one article object or a list of them (merged with concurrent requests into one
+        forward pass)."""
+        if not authorised(request):
+            return JSONResponse(
+                {"error": "missing or wrong bearer token"},
+                status_code=401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        ctype = (request.headers.get("content-type") or "application/json").split(";")[0].strip().lower()
+        body = await _read_body(request, cfg.max_body_bytes)
+        if isinstance(body, Response):
+            return body
         if ctype not in ("application/json", "text/json"):
-            self._error(
-                HTTPStatus.UNSUPPORTED_MEDIA_TYPE, f"Content-Type must be application/json, got {ctype!r}"
-            )
-            return
+            return _error(415, f"Content-Type must be application/json, got {ctype!r}")
         try:
-            payload = json.loads(raw.decode("utf-8"))
+            payload = json.loads(body.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            self._error(HTTPStatus.BAD_REQUEST, f"body is not valid UTF-8 JSON: {e}")
-            return
-        single = isinstance(payload, dict)
-        if not single and not isinstance(payload, list):
-            self._error(
-                HTTPStatus.BAD_REQUEST, f"expected an article object or a list, got {type(payload).__name__}"
-            )
-            return
+            return _error(400, f"body is not valid UTF-8 JSON: {e}")
         try:
-            results = self.server.predictor.predict([payload] if single else payload)
+            records, single = parse_articles(payload)
         except InvalidRecordError as e:
-            self._error(
-                HTTPStatus.BAD_REQUEST, str(e) if not single else str(e).replace("article 0: ", "", 1)
-            )
-            return
+            return _error(422, str(e))
+        try:
+            results = await asyncio.wait_for(batcher.submit(records), timeout=cfg.request_timeout_s)
+        except TimeoutError:
+            return _error(503, f"no answer within serving.request_timeout_s={cfg.request_timeout_s}s")
+        except InvalidRecordError as e:  # the predictor's own check (should not differ from ours)
+            return _error(422, str(e))
         except Exception:
             log.exception("classification failed")
-            self._error(
-                HTTPStatus.INTERNAL_SERVER_ERROR, "the model failed on this request; see the server log"
+            return _error(500, "the model failed on this request; see the server log")
+        metrics.articles.inc(len(results))
+        if results and results[0]["model_version"] == "auto-labeler":
+            metrics.fallback_articles.inc(len(results))
+        return JSONResponse(results[0] if single else {"results": results})
+
+    return app
+
+
+# ---------------------------------------------------------------- the server
+
+
+class NewsmlServer:
+    """uvicorn serving `create_app(predictor)` on a socket bound at construction (port 0 = any free)."""
+
+    def __init__(
+        self,
+        predictor: Predictor,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 8765,
+        max_body_bytes: int | None = None,
+        token: str | None = None,
+        **config_overrides: Any,
+    ) -> None:
+        import uvicorn
+
+        cfg = predictor.serving_cfg
+        if max_body_bytes is not None or config_overrides:
+            cfg = cfg.model_copy(
+                update={**config_overrides, **({"max_body_bytes": max_body_bytes} if max_body_bytes else {})}
             )
-            return
-        self._send(HTTPStatus.OK, results[0] if single else {"results": results})
-
-
-class NewsmlHTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, predictor: Predictor, *, host: str, port: int, max_body_bytes: int) -> None:
-        self.predictor = predictor
-        self.max_body_bytes = max_body_bytes
-        super().__init__((host, port), _Handler)
+        if not token and not _is_loopback(host):
+            raise PermissionError(
+                f"refusing to serve on {host} without a bearer token: set ${cfg.token_env} "
+                "(clients then send 'Authorization: Bearer <token>') or bind 127.0.0.1"
+            )
+        self.app = create_app(predictor, serving_cfg=cfg, token=token)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.socket = socket.socket(family, socket.SOCK_STREAM)
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.socket.bind((host, port))
+        self.config = uvicorn.Config(
+            self.app,
+            limit_concurrency=cfg.max_concurrency,
+            timeout_keep_alive=5,
+            timeout_graceful_shutdown=10,
+            log_level="warning",
+            access_log=False,
+        )
+        self.server = uvicorn.Server(self.config)
+        self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://{host}:{port}"
+        host, port = self.socket.getsockname()[:2]
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+    def serve_forever(self) -> None:
+        """Block until Ctrl-C / SIGTERM (uvicorn's own signal handling in the main thread)."""
+        self.server.run(sockets=[self.socket])
+
+    def start_in_thread(self, *, startup_timeout_s: float = 30.0) -> threading.Thread:
+        """Serve from a daemon thread (tests, benchmarks) and return once it accepts requests."""
+        self._thread = threading.Thread(target=self.serve_forever, name="newsml-http", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + startup_timeout_s
+        while not self.server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the HTTP server did not start; see the log")
+            time.sleep(0.01)
+        return self._thread
+
+    def shutdown(self) -> None:
+        self.server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def server_close(self) -> None:
+        self.socket.close()
 
 
 def make_server(
-    predictor: Predictor, *, host: str = "127.0.0.1", port: int = 8765, max_body_bytes: int | None = None
-) -> NewsmlHTTPServer:
-    """Bind (port 0 = any free port) but do not start serving; call serve_forever() or start_in_thread()."""
-    limit = max_body_bytes if max_body_bytes is not None else predictor.serving_cfg.max_body_bytes
-    return NewsmlHTTPServer(predictor, host=host, port=port, max_body_bytes=limit)
+    predictor: Predictor,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    max_body_bytes: int | None = None,
+    token: str | None = None,
+    **config_overrides: Any,
+) -> NewsmlServer:
+    """Bind (port 0 = any free port) but do not start; call serve_forever() or start_in_thread()."""
+    return NewsmlServer(
+        predictor, host=host, port=port, max_body_bytes=max_body_bytes, token=token, **config_overrides
+    )
 
 
-def start_in_thread(server: NewsmlHTTPServer) -> threading.Thread:
-    """Serve in a daemon thread (tests, benchmarks); stop with server.shutdown(); server.server_close()."""
-    thread = threading.Thread(target=server.serve_forever, name="newsml-http", daemon=True)
-    thread.start()
-    return thread
+def start_in_thread(server: NewsmlServer) -> threading.Thread:
+    """Serve in a daemon thread; stop with server.shutdown(); server.server_close()."""
+    return server.start_in_thread()

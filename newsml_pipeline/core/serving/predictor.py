@@ -14,12 +14,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
+from newsml_pipeline.core.serving.onnx_model import ONNX_PRECISIONS, OnnxBackend, onnx_path
+from newsml_pipeline.core.serving.precision import choose_precision, parse_precision_tags
 from newsml_pipeline.core.training.inputs import format_input
 from newsml_pipeline.settings import LabelsConfig, ServingConfig, Settings
 
@@ -203,6 +205,7 @@ class ChampionRef:
     name: str
     version: str
     source: str
+    tags: Mapping[str, str] = field(default_factory=dict)
 
 
 class ChampionResolver:
@@ -224,7 +227,7 @@ class ChampionResolver:
         mv = get_champion(self._client(), self.registered_model)
         if mv is None:
             return None
-        return ChampionRef(self.registered_model, str(mv.version), mv.source)
+        return ChampionRef(self.registered_model, str(mv.version), mv.source, dict(mv.tags or {}))
 
     def local_dir(self, ref: ChampionRef) -> Path:
         """Download (once) the version's files; a completed download is marked and reused."""
@@ -286,6 +289,8 @@ class Predictor:
         self._reload_lock = threading.Lock()
         self._backend: Backend | None = None
         self._last_check = float("-inf")
+        # Why the last champion check/reload failed (None once one succeeds): /health says degraded.
+        self.reload_error: str | None = None
         self.reload(force=True)
 
     @classmethod
@@ -321,18 +326,59 @@ class Predictor:
             raise
         except Exception as e:  # MLflow/IO errors: re-raise with what we were doing
             raise ModelLoadError(f"could not fetch the files of {ref.name} version {ref.version}: {e}") from e
-        backend = TransformerBackend(
-            model_dir,
-            version=ref.version,
-            max_length=self.max_length,
-            batch_size=self.serving_cfg.batch_size,
-            device=self.device,
-            precision=self.serving_cfg.precision,
-        )
+        precision = self.resolve_precision(ref, model_dir)
+        backend: Backend
+        if precision in ONNX_PRECISIONS:
+            backend = OnnxBackend(
+                model_dir,
+                version=ref.version,
+                precision=precision,
+                max_length=self.max_length,
+                batch_size=self.serving_cfg.batch_size,
+                threads=self.serving_cfg.onnx_threads,
+            )
+        else:
+            backend = TransformerBackend(
+                model_dir,
+                version=ref.version,
+                max_length=self.max_length,
+                batch_size=self.serving_cfg.batch_size,
+                device=self.device,
+                precision=precision,
+            )
         unknown = sorted(set(backend.labels) - set(self.labels_cfg.names))
         if unknown:
             log.warning("champion %s predicts labels not in the configured schema: %s", ref.version, unknown)
         return backend
+
+    def resolve_precision(self, ref: ChampionRef, model_dir: Path) -> str:
+        """serving.precision, or for `auto` the evaluation's choice from the version's tags (see
+        core/serving/precision.py); `auto` without usable tags = torch with bf16 where native."""
+        wanted = self.serving_cfg.precision
+        if wanted != "auto":
+            return wanted
+        measured = parse_precision_tags(ref.tags)
+        chosen = choose_precision(measured, max_f1_loss=self.serving_cfg.auto_max_f1_loss)
+        if chosen is None:
+            log.info("version %s has no per-precision evaluation tags: serving torch (auto)", ref.version)
+            return "auto"
+        if chosen in ONNX_PRECISIONS and not onnx_path(model_dir, chosen).exists():
+            log.warning(
+                "auto chose %s for version %s but its files are missing; serving torch fp32",
+                chosen,
+                ref.version,
+            )
+            return "fp32"
+        ms = measured[chosen]
+        log.info(
+            "auto precision for version %s: %s (macro-F1 %.4f vs fp32 %.4f, %.2f ms/article)",
+            ref.version,
+            chosen,
+            ms["macro_f1"],
+            measured["fp32"]["macro_f1"],
+            ms["ms_per_article"],
+        )
+        return chosen
 
     def reload(self, *, force: bool = False) -> bool:
         """Look at the alias now (force) or when the reload interval has passed; True if swapped.
@@ -352,26 +398,37 @@ class Predictor:
                 ref = self.resolver.current() if self.resolver is not None else None
                 wanted = ref.version if ref is not None else AUTO_LABELER_VERSION
                 if wanted == current:
+                    self.reload_error = None
                     return False
                 backend = self._load(ref)
-            except Exception:
+            except Exception as e:
                 if self._backend is None:
                     raise
+                self.reload_error = f"{type(e).__name__}: {e}"[:500]
                 log.exception("champion check/reload failed; still serving %s", current)
                 return False
+            self.reload_error = None
             self._backend = backend
             log.info("now serving model version %s (was %s)", backend.version, current)
             return True
         finally:
             self._reload_lock.release()
 
-    def predict(self, records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    @property
+    def is_fallback(self) -> bool:
+        """True while the auto-labeler answers (no champion yet)."""
+        return self.model_version == AUTO_LABELER_VERSION
+
+    def predict(self, records: Sequence[Mapping[str, Any]], *, reload: bool = True) -> list[dict[str, Any]]:
         """Classify articles ({title?, text, id?}); returns label, confidence, scores, model_version.
 
         Raises InvalidRecordError for malformed input. Work is done in `serving.batch_size` chunks.
+        reload=False skips the alias check (the HTTP server reloads from its own background task so
+        a request never waits for a model download).
         """
         clean = validate_records(records)
-        self.reload()
+        if reload:
+            self.reload()
         backend = self._backend
         assert backend is not None
         out: list[dict[str, Any]] = []
@@ -398,11 +455,17 @@ class Predictor:
                 out.append(answer)
         return out
 
-    def health(self) -> dict[str, Any]:
-        """Status for GET /health; also gives the reload check a chance to run between requests."""
-        self.reload()
+    def health(self, *, reload: bool = True) -> dict[str, Any]:
+        """Status for GET /health (also a chance for the reload check to run, unless reload=False).
+
+        `degraded` = still answering, but the last champion check/reload failed (`reload_error`
+        says why), so the model serving may not be the champion.
+        """
+        if reload:
+            self.reload()
         return {
-            "status": "ok",
+            "status": "degraded" if self.reload_error else "ok",
+            **({"reload_error": self.reload_error} if self.reload_error else {}),
             "model_version": self.model_version,
             "registered_model": self.resolver.registered_model if self.resolver else None,
             "labels": self.labels,

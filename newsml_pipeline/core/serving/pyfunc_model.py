@@ -2,8 +2,9 @@
 
 Input: a DataFrame with column `text` (and optionally `title`). Output: a DataFrame with
 `label`, `confidence` (probability of that label) and `scores` (JSON object label -> probability).
-The model directory written by training travels as the artifact `model_dir`; the code is the
-installed `newsml_pipeline` package (serve with `--env-manager local` in the project env).
+The model directory written by training travels as the artifact `model_dir`; the package's code
+travels as the model's `code_paths` and its imports are pinned in requirements.txt (see
+core/registry/model_logging.py), so the model loads in an environment without this project.
 """
 
 from __future__ import annotations

@@ -204,3 +204,54 @@ def test_champion_pyfunc_round_trips_and_matches_the_predictor(world: dict, tmp_
     assert out["label"].tolist() == [a["label"] for a in answers]
     np.testing.assert_allclose(out["confidence"].to_numpy(), [a["confidence"] for a in answers], atol=1e-4)
     assert np.mean(out["label"].to_numpy() == np.array(test["label"].to_list())) > 0.8
+
+
+def test_per_precision_f1_is_measured_tagged_and_auto_obeys_the_loss_rule(
+    world: dict, tmp_path: Path
+) -> None:
+    from newsml_pipeline.core.evaluation.precisions import measure_precisions
+    from newsml_pipeline.core.registry.aliases import set_champion
+    from newsml_pipeline.core.serving.precision import TAG_CHOSEN, choose_precision, parse_precision_tags
+
+    model_dir = world["good"].model_dir
+    assert (model_dir / "onnx" / "model.onnx").exists()  # log_pyfunc_model exported it at registration
+    res = _evaluate(world, "good", None)
+    res.precisions = measure_precisions(
+        model_dir, world["test"], labels=TOY_LABELS, max_length=64, batch_size=16, device="cpu"
+    )
+    assert {"fp32", "onnx", "onnx-int8"} <= set(res.precisions)
+    ref = res.precisions["fp32"]["macro_f1"]
+    assert ref == pytest.approx(res.scores["candidate"].macro_f1, abs=0.02)  # same rows, same model
+    assert abs(res.precisions["onnx"]["macro_f1"] - ref) < 1e-9  # fp32 export: same answers
+    chosen = res.auto_precision
+    assert chosen is not None and res.precisions[chosen]["macro_f1"] >= ref - 0.005
+    faster_ok = [
+        p
+        for p, m in res.precisions.items()
+        if m["macro_f1"] >= ref - 0.005 and m["ms_per_article"] < res.precisions[chosen]["ms_per_article"]
+    ]
+    assert faster_ok == []  # nothing faster qualified
+    assert "| precision | macro-F1 |" in res.summary_markdown()
+    assert "precision_onnx_int8_macro_f1" in res.metrics()
+
+    version = world["versions"]["good"]
+    log_evaluation_run(
+        res,
+        tracking_uri=world["uri"],
+        experiment="flow",
+        training_run_id=world["runs"]["good"],
+        artifact_root=world["root"] / "artifacts",
+        registered_model=NAME,
+        model_version=version,
+    )
+    tags = world["client"].get_model_version(NAME, version).tags
+    assert tags[TAG_CHOSEN] == chosen
+    assert choose_precision(parse_precision_tags(tags), max_f1_loss=0.005) == chosen
+    set_champion(world["client"], NAME, version, reason="auto precision test")
+    predictor = Predictor(
+        resolver=ChampionResolver(tracking_uri=world["uri"], registered_model=NAME, cache_dir=tmp_path),
+        labels_cfg=LabelsConfig(categories=[{"name": n, "description": n} for n in TOY_LABELS]),
+        serving_cfg=ServingConfig(precision="auto"),
+        max_length=64,
+    )
+    assert predictor._backend.precision == chosen  # noqa: SLF001

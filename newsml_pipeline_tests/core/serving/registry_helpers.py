@@ -15,9 +15,18 @@ def tracking_uri_for(root: Path) -> str:
 
 
 def register_tiny_version(
-    root: Path, name: str, labels: list[str], *, seed: int, experiment: str = "serving-tests"
+    root: Path,
+    name: str,
+    labels: list[str],
+    *,
+    seed: int,
+    experiment: str = "serving-tests",
+    with_onnx: bool = False,
+    tags: dict[str, str] | None = None,
 ) -> str:
-    """Log a tiny model dir as run artifacts (`model/model/...`) and register it; returns the version."""
+    """Log a tiny model dir as run artifacts (`model/model/...`) and register it; returns the version.
+
+    with_onnx: export the ONNX files into it first, as registration does."""
     uri = tracking_uri_for(root)
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     exp = client.get_experiment_by_name(experiment)
@@ -27,6 +36,10 @@ def register_tiny_version(
         else client.create_experiment(experiment, artifact_location=str(root / "artifacts"))
     )
     model_dir = make_tiny_classifier_dir(root / f"src-{seed}", labels, seed=seed)
+    if with_onnx:
+        from newsml_pipeline.core.serving.onnx_model import export_onnx
+
+        export_onnx(model_dir)
     run = client.create_run(exp_id)
     client.log_artifacts(run.info.run_id, str(model_dir), artifact_path="model/model")
     client.set_terminated(run.info.run_id)
@@ -34,5 +47,7 @@ def register_tiny_version(
         client.get_registered_model(name)
     except mlflow.exceptions.MlflowException:
         client.create_registered_model(name)
-    mv = client.create_model_version(name, source=f"{run.info.artifact_uri}/model", run_id=run.info.run_id)
+    mv = client.create_model_version(
+        name, source=f"{run.info.artifact_uri}/model", run_id=run.info.run_id, tags=tags
+    )
     return str(mv.version)

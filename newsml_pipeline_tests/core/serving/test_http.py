@@ -1,4 +1,5 @@
-"""HTTP endpoint: health, single/list classify, 4xx with a JSON message, concurrent requests."""
+"""HTTP endpoint (real uvicorn on an ephemeral loopback port): health, single/list classify, 4xx
+with a JSON message naming the field, concurrent requests."""
 
 from __future__ import annotations
 
@@ -65,14 +66,21 @@ def test_classify_one_and_many(http: httpx.Client, registry: dict) -> None:
 @pytest.mark.parametrize(
     ("body", "status", "message"),
     [
-        ({"text": ""}, 400, "field 'text' is empty"),
-        ({"text": "   \n"}, 400, "field 'text' is empty"),
-        ({"text": 42}, 400, "field 'text' must be a string"),
-        ({"title": 1, "text": "ok"}, 400, "field 'title' must be a string"),
-        ({"title": "no text"}, 400, "field 'text' is required"),
-        ([{"text": "ok"}, "oops"], 400, "article 1: expected an object"),
-        ([], 400, "empty list"),
-        ("just text", 400, "expected an article object or a list"),
+        # FastAPI port: field errors are 422 (was 400) and still name the article and the field.
+        ({"text": ""}, 422, "field 'text' is empty"),
+        ({"text": "   \n"}, 422, "field 'text' is empty"),
+        ({"text": 42}, 422, "field 'text' must be a string"),
+        ({"title": 1, "text": "ok"}, 422, "field 'title' must be a string"),
+        ({"title": "no text"}, 422, "field 'text' is required"),
+        ([{"text": "ok"}, "oops"], 422, "article 1: expected an object"),
+        ([{"text": "ok"}, {"text": ""}], 422, "article 1: field 'text' is empty"),
+        (
+            [{"text": "ok"}, {"id": True, "text": "x"}],
+            422,
+            "article 1: field 'id' must be a string or integer",
+        ),
+        ([], 422, "empty list"),
+        ("just text", 422, "expected an article object or a list"),
         ({"text": "x" * (MAX_BODY + 10)}, 413, "max_body_bytes"),
     ],
 )

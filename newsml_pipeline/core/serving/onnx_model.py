@@ -1,0 +1,203 @@
+"""The merged classifier as ONNX (fp32 and int8-dynamic) and an ONNX Runtime backend that serves it.
+
+Export happens once, at registration: the files go into the classifier directory under `onnx/`,
+so they travel with the model version's artifacts and every consumer of that version (the
+Predictor, `mlflow models serve`, the evaluation) sees the same bytes. The graph takes
+`input_ids` and `attention_mask` (batch x sequence, both dynamic) and returns `logits`;
+token_type_ids are all zeros for one-segment input, which is what BERT assumes without them.
+
+int8 is `onnxruntime.quantization.quantize_dynamic` (weights int8, activations quantized per
+batch at run time): the standard CPU speed-up for transformer encoders, with no calibration data.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from newsml_pipeline.core.training.inputs import format_input
+
+log = logging.getLogger(__name__)
+
+ONNX_DIR = "onnx"
+ONNX_FP32 = "model.onnx"
+ONNX_INT8 = "model.int8.onnx"
+ONNX_PRECISIONS = {"onnx": ONNX_FP32, "onnx-int8": ONNX_INT8}
+OPSET = 18
+
+
+class OnnxExportError(RuntimeError):
+    """The classifier could not be exported / quantized, or the export disagrees with torch."""
+
+
+@dataclass(frozen=True)
+class OnnxFiles:
+    fp32: Path
+    int8: Path
+    max_abs_diff: float  # largest |probability difference| of the fp32 export vs torch on a probe batch
+
+
+def onnx_path(model_dir: str | Path, precision: str) -> Path:
+    """Where `precision` (onnx / onnx-int8) lives inside a classifier directory."""
+    if precision not in ONNX_PRECISIONS:
+        raise ValueError(f"not an ONNX precision: {precision!r}; use one of {sorted(ONNX_PRECISIONS)}")
+    return Path(model_dir) / ONNX_DIR / ONNX_PRECISIONS[precision]
+
+
+def export_onnx(model_dir: str | Path, *, tolerance: float = 1e-3) -> OnnxFiles:
+    """Write `<model_dir>/onnx/model.onnx` and `model.int8.onnx`; check fp32 against torch.
+
+    Uses the torch.export-based exporter (`dynamo=True`): the legacy TorchScript tracer bakes the
+    attention-mask construction of transformers 5 into constants and gives wrong answers.
+    Raises OnnxExportError when the fp32 graph's probabilities differ from torch by > tolerance.
+    """
+    import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from newsml_pipeline.core.training.model_io import load_classifier
+
+    model_dir = Path(model_dir)
+    out_dir = model_dir / ONNX_DIR
+    out_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    model, tokenizer, _ = load_classifier(model_dir, device="cpu")
+    model.float().eval()
+
+    class _Logits(torch.nn.Module):
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            return self.inner(input_ids=input_ids, attention_mask=attention_mask).logits
+
+    probe = tokenizer(
+        ["A probe article about markets and shares.", "Short one.", "The team won the cup final " * 4],
+        padding=True,
+        return_tensors="pt",
+    )
+    wrapper = _Logits(model).eval()
+    args = (probe["input_ids"], probe["attention_mask"])
+    with torch.inference_mode():
+        ref = torch.softmax(wrapper(*args), dim=-1).numpy()
+    batch, seq = torch.export.Dim("batch", min=1), torch.export.Dim("seq", min=2)
+    fp32 = out_dir / ONNX_FP32
+    try:
+        torch.onnx.export(
+            wrapper,
+            args,
+            str(fp32),
+            input_names=["input_ids", "attention_mask"],
+            output_names=["logits"],
+            dynamic_shapes={"input_ids": {0: batch, 1: seq}, "attention_mask": {0: batch, 1: seq}},
+            opset_version=OPSET,
+            dynamo=True,
+            external_data=False,
+        )
+    except Exception as e:
+        raise OnnxExportError(f"ONNX export of {model_dir} failed: {e}") from e
+    int8 = out_dir / ONNX_INT8
+    quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8)
+    session = _session(fp32, threads=None)
+    got = _softmax(session.run(None, {"input_ids": args[0].numpy(), "attention_mask": args[1].numpy()})[0])
+    diff = float(np.abs(got - ref).max())
+    if diff > tolerance:
+        raise OnnxExportError(
+            f"ONNX export of {model_dir} disagrees with torch: max |p diff| {diff:.2e} > {tolerance}"
+        )
+    log.info(
+        "exported %s to ONNX (fp32 %.1f MB, int8 %.1f MB, max |p diff| vs torch %.1e) in %.1fs",
+        model_dir,
+        fp32.stat().st_size / 1e6,
+        int8.stat().st_size / 1e6,
+        diff,
+        time.perf_counter() - t0,
+    )
+    return OnnxFiles(fp32=fp32, int8=int8, max_abs_diff=diff)
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits.astype(np.float32) - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _session(path: Path, *, threads: int | None) -> Any:
+    import onnxruntime as ort
+
+    from newsml_pipeline.core.training.device import available_cores
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads or available_cores()
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+class OnnxBackend:
+    """ONNX Runtime over `<model_dir>/onnx/<file>`; the same tokenizer, input text and sorting by
+    length as the torch backend, so answers differ only by numerics."""
+
+    def __init__(
+        self,
+        model_dir: str | Path,
+        *,
+        version: str,
+        precision: str = "onnx",
+        max_length: int = 256,
+        batch_size: int = 32,
+        threads: int | None = None,
+    ) -> None:
+        from transformers import AutoConfig, AutoTokenizer
+
+        from newsml_pipeline.core.training.model_io import read_labels
+
+        self.model_dir = Path(model_dir)
+        self.version = version
+        self.precision = precision
+        self.max_length = max_length
+        self.batch_size = batch_size
+        path = onnx_path(self.model_dir, precision)
+        if not path.exists():
+            from newsml_pipeline.core.serving.predictor import ModelLoadError
+
+            raise ModelLoadError(
+                f"serving.precision={precision} but {path} does not exist: this model version was "
+                "registered without an ONNX export; use fp32/bf16 or re-register it"
+            )
+        t0 = time.perf_counter()
+        self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
+        self.labels = read_labels(self.model_dir, AutoConfig.from_pretrained(self.model_dir))
+        self.session = _session(path, threads=threads)
+        self.pad_id = int(self.tokenizer.pad_token_id or 0)
+        log.info("loaded %s (%s) in %.1fs", path, version, time.perf_counter() - t0)
+
+    def predict_texts(self, texts: list[str]) -> np.ndarray:
+        """[n, k] probabilities for already formatted model inputs, rows in input order."""
+        n_classes = len(self.labels)
+        if not texts:
+            return np.zeros((0, n_classes), dtype=np.float32)
+        clipped = [(t or "")[: self.max_length * 12] for t in texts]
+        ids = self.tokenizer(clipped, truncation=True, max_length=self.max_length, padding=False)["input_ids"]
+        order = np.argsort([len(x) for x in ids], kind="stable")[::-1]
+        out = np.empty((len(texts), n_classes), dtype=np.float32)
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            width = max(len(ids[i]) for i in idx)
+            input_ids = np.full((len(idx), width), self.pad_id, dtype=np.int64)
+            mask = np.zeros((len(idx), width), dtype=np.int64)
+            for row, i in enumerate(idx):
+                input_ids[row, : len(ids[i])] = ids[i]
+                mask[row, : len(ids[i])] = 1
+            logits = self.session.run(None, {"input_ids": input_ids, "attention_mask": mask})[0]
+            out[idx] = _softmax(logits)
+        return out
+
+    def predict_proba(self, titles: list[str | None], texts: list[str]) -> np.ndarray:
+        return self.predict_texts([format_input(t, x) for t, x in zip(titles, texts, strict=True)])
