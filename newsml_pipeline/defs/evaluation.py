@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
     group_name="evaluation",
     deps=[dg.AssetKey(SPLITS_TABLE)],
     kinds={"mlflow", "scikitlearn"},
+    pool="gpu",  # loads the candidate/champion/zero-shot models onto CUDA when there is one
     description=(
         "Candidate vs baseline (gate.baseline; zero-shot base model by default) vs champion vs the "
         "auto-labeler, all on the same gold test rows: accuracy, macro-F1, per-class P/R/F1, confusion "

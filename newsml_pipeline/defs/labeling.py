@@ -115,6 +115,7 @@ def build_labeling_assets(partitions: dg.PartitionsDefinition) -> list[dg.Assets
         check_specs=[dg.AssetCheckSpec(name, asset=TABLE) for name in LABEL_CHECKS],
         backfill_policy=dg.BackfillPolicy.single_run(),
         kinds={"duckdb", "spacy", "pytorch"},
+        pool="gpu",  # the sentence embedder uses CUDA when there is one
         description=(
             "Auto-labels for the day's articles: keyword, URL-section, entity-profile and embedding "
             "zero-shot labeling functions combined by a label model with learned accuracies. "

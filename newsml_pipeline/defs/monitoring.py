@@ -58,6 +58,7 @@ def build_monitoring_assets(partitions: dg.PartitionsDefinition) -> list[dg.Asse
         deps=[dg.AssetKey("raw_articles"), dg.AssetKey("labeled_articles"), dg.AssetKey("deployed_model")],
         backfill_policy=dg.BackfillPolicy.single_run(),
         kinds={"duckdb", "pytorch"},
+        pool="gpu",  # the champion runs on CUDA when there is one
         description=(
             "The serving champion's label and confidence for each article of the day (the auto-labeler "
             "before any deployment, named so in model_version), with agreement with the auto-label. "
