@@ -99,16 +99,34 @@ class CrawlConfig(_Strict):
     near_duplicate_threshold: float = Field(default=0.9, gt=0, le=1)
 
 
+_NON_WORD = re.compile(r"[\W_]+")
+
+
+def category_slug(name: str) -> str:
+    """The key form of a category name, for places that need one (MLflow metric names, file
+    names): casefolded, each run of non-word characters one `_` (`Sci/Tech` -> `sci_tech`,
+    `Economy & business` -> `economy_business`). A name with no word character at all gets
+    its UTF-8 bytes in hex (`???` -> `x3f3f3f`). People always read the name, not the slug."""
+    slug = _NON_WORD.sub("_", name.casefold()).strip("_")
+    return slug or "x" + name.encode("utf-8").hex()
+
+
 class Category(_Strict):
+    """One class of the schema. `name` is the user's own (any non-empty string: `Sci/Tech`,
+    `Economy & business`); gold labels match it exactly as written."""
+
     name: str
     description: str
     keywords: list[str] = Field(default_factory=list)
 
     @field_validator("name")
     @classmethod
-    def _simple_name(cls, v: str) -> str:
-        if not re.fullmatch(r"[a-z0-9][a-z0-9_\-]*", v):
-            raise ValueError("category names are lowercase identifiers (a-z, 0-9, _ or -)")
+    def _non_empty_name(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("category names must be non-empty")
+        if v != v.strip():
+            # A gold label "World" would silently never match a category "World ".
+            raise ValueError(f"category name {v!r} has leading/trailing whitespace")
         return v
 
 
@@ -145,11 +163,26 @@ class LabelsConfig(_Strict):
             raise ValueError("at least two categories are needed to classify anything")
         if len(set(names)) != len(names):
             raise ValueError(f"category names must be unique, got {names}")
+        by_slug: dict[str, list[str]] = {}
+        for n in names:
+            by_slug.setdefault(category_slug(n), []).append(n)
+        clash = {s: ns for s, ns in by_slug.items() if len(ns) > 1}
+        if clash:
+            # Their MLflow metrics (test_f1_<slug>) would overwrite each other: refuse, and say why.
+            detail = "; ".join(f"{ns} all become {s!r}" for s, ns in clash.items())
+            raise ValueError(
+                f"category names must stay distinct as keys (case and punctuation ignored): {detail}"
+            )
         return v
 
     @property
     def names(self) -> list[str]:
         return [c.name for c in self.categories]
+
+    @property
+    def slugs(self) -> dict[str, str]:
+        """Category name -> its key form (see `category_slug`), in config order."""
+        return {c.name: category_slug(c.name) for c in self.categories}
 
 
 class QualityConfig(_Strict):

@@ -24,13 +24,14 @@ log = logging.getLogger(__name__)
 def category_phrases(schema: LabelSchema, lemmatizer: Lemmatizer) -> tuple[list[tuple[str, ...]], np.ndarray]:
     """Distinct lemma phrases of all categories and a (n_phrases, k) 0/1 membership matrix.
 
-    A category's name counts as one of its keywords (its parts, for names like `sci-tech`).
+    A category's name counts as one of its keywords (its words, for names like `Sci/Tech` or
+    `Economy & business`).
     """
     phrases: list[tuple[str, ...]] = []
     owners: list[set[int]] = []
     index: dict[tuple[str, ...], int] = {}
     for c, (name, kws) in enumerate(zip(schema.names, schema.keywords, strict=True)):
-        words = [w for w in re.split(r"[-_\s]+", name) if len(w) >= 3] + list(kws)
+        words = [w for w in re.split(r"[\W_]+", name) if len(w) >= 3] + list(kws)
         for w in words:
             ph = lemmatizer.phrase(w)
             if not ph:
