@@ -163,10 +163,12 @@ class DawidSkene:
         for g, (members, size) in enumerate(zip(self.groups_, sizes, strict=True)):
             self._prior[g, :, :size] = self._group_prior(len(members), size)
         oh = self._one_hot(codes)
+        # Start from the majority vote with each group weighing as one function.
         counts = np.zeros((votes.shape[0], self.k))
-        for j in range(votes.shape[1]):
-            ok = votes[:, j] != ABSTAIN
-            np.add.at(counts, (np.nonzero(ok)[0], votes[ok, j]), 1)
+        for members in self.groups_:
+            for j in members:
+                ok = votes[:, j] != ABSTAIN
+                np.add.at(counts, (np.nonzero(ok)[0], votes[ok, j]), 1.0 / len(members))
         post = (counts + 1e-3) / (counts + 1e-3).sum(axis=1, keepdims=True)
         prev = None
         for it in range(1, self.max_iter + 1):
