@@ -281,6 +281,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--corpora", default="bbc,bbc_short,reuters")
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds are first-seed .. first-seed+seeds-1")
     ap.add_argument("--epochs", type=int, default=None, help="LoRA epochs (default: the shipped config)")
     ap.add_argument("--limit", type=int, default=None, help="rows per corpus (class-stratified)")
     ap.add_argument("--limit-train", type=int, default=None, help="train rows for the models")
@@ -310,7 +311,7 @@ def main() -> None:
                 raw,
                 labels["shipped_default"],
                 labels_cfg,
-                seeds=list(range(args.seeds)),
+                seeds=list(range(args.first_seed, args.first_seed + args.seeds)),
                 epochs=args.epochs,
                 out_dir=args.out_dir / name,
                 limit_train=args.limit_train,
