@@ -174,7 +174,7 @@ def run_labelling(
     for j, fn in enumerate(fn_names):
         section["functions"][fn] = score_votes(votes[:, j], gold, k)
     # Note: `entities` learned from the agreement of *all* the other functions in this run.
-    section["expanded_keywords"] = info.get("keyword_expansion", {}).get("terms")
+    section["expanded_keywords"] = info.get("expanded_keywords")
     section["transductive_info"] = {
         key: v for key, v in info.get("transductive", {}).items() if key != "seconds"
     }
@@ -213,8 +213,10 @@ def run_training(
     epochs: int | None,
     out_dir: Path,
     limit_train: int | None,
+    prior_runs: dict[str, list[dict]] | None = None,
 ) -> dict[str, Any]:
-    """LoRA candidate vs TF-IDF + LR on the same auto-labels, gold test rows, per seed."""
+    """LoRA candidate vs TF-IDF + LR on the same auto-labels, gold test rows, per seed.
+    `prior_runs` (from an earlier --append run on the same labels) are kept for other seeds."""
     from train import build_frame, run_tfidf, run_transformer
 
     names = labels_cfg.names
@@ -227,6 +229,9 @@ def run_training(
     if epochs:
         tcfg = tcfg.model_copy(update={"epochs": epochs})
     runs: dict[str, list[dict]] = {"tfidf_logreg": [], "lora": []}
+    runs_done = prior_runs or {}
+    for model in runs:
+        runs[model] = [r for r in runs_done.get(model, []) if r["seed"] not in seeds]
     tfidf = run_tfidf(frame, names)  # deterministic (liblinear/lbfgs): one fit serves every seed
     for seed in seeds:
         runs["tfidf_logreg"].append(
@@ -286,6 +291,11 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None, help="rows per corpus (class-stratified)")
     ap.add_argument("--limit-train", type=int, default=None, help="train rows for the models")
     ap.add_argument("--skip-training", action="store_true")
+    ap.add_argument(
+        "--append",
+        action="store_true",
+        help="keep the training runs of other seeds already in --json (same labels) and add these",
+    )
     ap.add_argument("--quick", action="store_true", help="300 rows, 1 seed, 1 epoch: a smoke run")
     ap.add_argument("--out-dir", type=Path, default=Path("/tmp/newsml_bench_generality"))
     ap.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "generality.json")
@@ -298,6 +308,10 @@ def main() -> None:
         "machine": {"cores": available_cores(), "cpu": platform.processor() or platform.machine()},
         "corpora": {},
     }
+    previous = json.loads(args.json.read_text()) if args.append and args.json.exists() else {"corpora": {}}
+    if args.append:
+        payload["corpora"] = previous["corpora"]
+        payload["command"] = previous.get("command", "") + " ; " + payload["command"]
     for name in [c.strip() for c in args.corpora.split(",") if c.strip()]:
         raw, labels_cfg, sch = load_corpus(name, limit=args.limit)
         log.info("=== %s: %d rows, %d classes", name, raw.height, len(labels_cfg.names))
@@ -305,7 +319,12 @@ def main() -> None:
         section["schema"] = BENCH[name][0]
         section["view"] = BENCH[name][1]
         print_labelling(name, section)
+        before = previous["corpora"].get(name, {})
         payload["corpora"][name] = {"labelling": section}
+        if before.get("labelling", {}).get("label_model") not in (None, section["label_model"]):
+            raise SystemExit(f"{name}: labels differ from the earlier run in {args.json}; cannot --append")
+        if before.get("training") and args.skip_training:
+            payload["corpora"][name]["training"] = before["training"]
         if not args.skip_training:
             tr = run_training(
                 raw,
@@ -315,6 +334,7 @@ def main() -> None:
                 epochs=args.epochs,
                 out_dir=args.out_dir / name,
                 limit_train=args.limit_train,
+                prior_runs=before.get("training", {}).get("runs"),
             )
             payload["corpora"][name]["training"] = tr
             s = tr["test_macro_f1"]

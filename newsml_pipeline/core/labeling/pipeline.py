@@ -108,7 +108,8 @@ def compute_votes(
             titles, texts, feats.keyword_votes, schema=schema, labels_cfg=labels_cfg
         )
         secs = round(time.perf_counter() - t0, 3)
-        info["keyword_expansion"] = {"seconds": secs, "terms": terms}
+        info["keyword_expansion"] = {"seconds": secs, "terms_added": sum(len(t) for t in terms.values())}
+        info["expanded_keywords"] = terms  # not a per-function stat: reported on its own
         _log_votes("keyword_expansion", cols["keyword_expansion"], secs)
     if "entities" in names:
         t0 = time.perf_counter()
@@ -359,9 +360,9 @@ def label_articles(
     report["dependent_groups"] = [
         [names[j] for j in g] for g in dependent_groups(names, labels_cfg.dependent_functions)
     ]
-    if "keyword_expansion" in info:
+    if "expanded_keywords" in info:
         # Category name -> the terms the corpus added to its keywords (for the asset metadata).
-        report["expanded_keywords"] = info["keyword_expansion"]["terms"]
+        report["expanded_keywords"] = info["expanded_keywords"]
     log.info(
         "labelled %d articles: coverage %.3f, %.1f articles/s",
         raw.height,
