@@ -128,16 +128,34 @@ class CrawlConfig(_Strict):
         return v
 
 
+_NON_WORD = re.compile(r"[\W_]+")
+
+
+def category_slug(name: str) -> str:
+    """The key form of a category name, for places that need one (MLflow metric names, file
+    names): casefolded, each run of non-word characters one `_` (`Sci/Tech` -> `sci_tech`,
+    `Economy & business` -> `economy_business`). A name with no word character at all gets
+    its UTF-8 bytes in hex (`???` -> `x3f3f3f`). People always read the name, not the slug."""
+    slug = _NON_WORD.sub("_", name.casefold()).strip("_")
+    return slug or "x" + name.encode("utf-8").hex()
+
+
 class Category(_Strict):
+    """One class of the schema. `name` is the user's own (any non-empty string: `Sci/Tech`,
+    `Economy & business`); gold labels match it exactly as written."""
+
     name: str
     description: str
     keywords: list[str] = Field(default_factory=list)
 
     @field_validator("name")
     @classmethod
-    def _simple_name(cls, v: str) -> str:
-        if not re.fullmatch(r"[a-z0-9][a-z0-9_\-]*", v):
-            raise ValueError("category names are lowercase identifiers (a-z, 0-9, _ or -)")
+    def _non_empty_name(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("category names must be non-empty")
+        if v != v.strip():
+            # A gold label "World" would silently never match a category "World ".
+            raise ValueError(f"category name {v!r} has leading/trailing whitespace")
         return v
 
 
@@ -145,9 +163,25 @@ class LabelsConfig(_Strict):
     categories: list[Category]
     # Below this label-model confidence the article is left unlabelled (abstain).
     min_confidence: float = Field(default=0.5, ge=0, le=1)
-    functions: list[Literal["keywords", "url_section", "entities", "zero_shot"]] = Field(
-        default_factory=lambda: ["keywords", "url_section", "entities", "zero_shot"]
+    # Labeling functions, in vote-column order. `transductive` (class centres refined on the
+    # batch's own embeddings) reads zero_shot's embeddings; `keyword_expansion` votes with terms
+    # the batch itself associates with the seed keywords (listed in the labeling report).
+    functions: list[
+        Literal["keywords", "url_section", "entities", "zero_shot", "transductive", "keyword_expansion"]
+    ] = Field(
+        # transductive, not zero_shot, is the default embedding vote: it starts from the same
+        # prototypes and was better alone and in the label model on short items (news_category
+        # dev set: 0.869 vs 0.781 accuracy; bench/generality.py has the benchmark numbers).
+        default_factory=lambda: ["keywords", "url_section", "entities", "transductive", "keyword_expansion"]
     )
+    # Functions whose errors are correlated (same embeddings; one learned from the other's votes):
+    # the Dawid-Skene label model gives each group one joint confusion instead of counting its
+    # members as independent evidence. Names not in `functions` are ignored.
+    dependent_functions: list[list[str]] = Field(
+        default_factory=lambda: [["zero_shot", "transductive"], ["keywords", "keyword_expansion"]]
+    )
+    # Most terms keyword_expansion adds per category.
+    keyword_expansion_terms: int = Field(default=20, ge=1, le=200)
     # Sentence-embedding model for zero-shot votes and the zero-shot baseline; null = packaged MiniLM.
     embedding_model: str | None = None
     # How votes are combined: learned per-function reliabilities (EM) or a plain majority vote.
@@ -166,6 +200,18 @@ class LabelsConfig(_Strict):
     # (measured: 2 threads beside the worker on 2 cores oversubscribe and run ~2x slower).
     embedding_threads: int | None = Field(default=None, ge=1)
 
+    @field_validator("dependent_functions")
+    @classmethod
+    def _disjoint_groups(cls, v: list[list[str]]) -> list[list[str]]:
+        known = {"keywords", "url_section", "entities", "zero_shot", "transductive", "keyword_expansion"}
+        flat = [f for g in v for f in g]
+        unknown = sorted(set(flat) - known)
+        if unknown:
+            raise ValueError(f"unknown labeling functions {unknown}; known: {sorted(known)}")
+        if len(flat) != len(set(flat)):
+            raise ValueError(f"a labeling function may be in one dependent group only, got {v}")
+        return v
+
     @field_validator("categories")
     @classmethod
     def _unique(cls, v: list[Category]) -> list[Category]:
@@ -174,11 +220,26 @@ class LabelsConfig(_Strict):
             raise ValueError("at least two categories are needed to classify anything")
         if len(set(names)) != len(names):
             raise ValueError(f"category names must be unique, got {names}")
+        by_slug: dict[str, list[str]] = {}
+        for n in names:
+            by_slug.setdefault(category_slug(n), []).append(n)
+        clash = {s: ns for s, ns in by_slug.items() if len(ns) > 1}
+        if clash:
+            # Their MLflow metrics (test_f1_<slug>) would overwrite each other: refuse, and say why.
+            detail = "; ".join(f"{ns} all become {s!r}" for s, ns in clash.items())
+            raise ValueError(
+                f"category names must stay distinct as keys (case and punctuation ignored): {detail}"
+            )
         return v
 
     @property
     def names(self) -> list[str]:
         return [c.name for c in self.categories]
+
+    @property
+    def slugs(self) -> dict[str, str]:
+        """Category name -> its key form (see `category_slug`), in config order."""
+        return {c.name: category_slug(c.name) for c in self.categories}
 
 
 class QualityConfig(_Strict):

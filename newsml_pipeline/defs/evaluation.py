@@ -26,6 +26,7 @@ CODE_VERSION = "2"
     op_tags=GPU_STEP,
     kinds={"mlflow", "scikitlearn"},
     code_version=CODE_VERSION,
+    pool="gpu",  # loads the candidate/champion/zero-shot models onto CUDA when there is one
     description=(
         "Candidate vs baseline (gate.baseline; zero-shot base model by default) vs champion vs the "
         "auto-labeler, all on the same gold test rows: accuracy, macro-F1, per-class P/R/F1, confusion "

@@ -124,6 +124,7 @@ def build_labeling_assets(partitions: dg.PartitionsDefinition) -> list[dg.Assets
         backfill_policy=dg.BackfillPolicy.single_run(),
         kinds={"duckdb", "spacy", "pytorch"},
         code_version=CODE_VERSION,
+        pool="gpu",  # the sentence embedder uses CUDA when there is one
         description=(
             "Auto-labels for the day's articles: keyword, URL-section, entity-profile and embedding "
             "zero-shot labeling functions combined by a label model with learned accuracies. "

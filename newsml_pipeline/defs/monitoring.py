@@ -100,6 +100,7 @@ def build_monitoring_assets(partitions: dg.PartitionsDefinition) -> list[dg.Asse
         backfill_policy=dg.BackfillPolicy.single_run(),
         kinds={"duckdb", "pytorch"},
         code_version=CODE_VERSION,
+        pool="gpu",  # the champion runs on CUDA when there is one
         description=(
             "The serving champion's label and confidence for each article of the day (the auto-labeler "
             "before any deployment, named so in model_version), with agreement with the auto-label. "

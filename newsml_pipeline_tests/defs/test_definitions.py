@@ -59,7 +59,9 @@ def test_asset_graph_has_the_contract_assets_and_edges(make_settings) -> None:
     from newsml_pipeline.defs.evaluation import evaluation_gate
 
     assert [spec.blocking for spec in evaluation_gate.check_specs] == [True]
-    assert graph.get(dg.AssetKey("candidate_model")).pools == {"gpu"}
+    # Every step that may put a model on CUDA shares the one-slot `gpu` pool.
+    for name in ("candidate_model", "model_evaluation", "scored_articles", "labeled_articles"):
+        assert graph.get(dg.AssetKey(name)).pools == {"gpu"}, name
 
 
 def test_jobs_schedules_and_sensor(make_settings) -> None:

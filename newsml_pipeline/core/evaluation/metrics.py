@@ -16,6 +16,8 @@ from typing import Literal
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
+from newsml_pipeline.settings import category_slug
+
 log = logging.getLogger(__name__)
 
 MetricName = Literal["macro_f1", "accuracy"]
@@ -60,7 +62,10 @@ class Scores:
         return asdict(self)
 
     def flat_metrics(self, prefix: str = "") -> dict[str, float]:
-        """Flat name -> number dict, suitable for mlflow.log_metrics / Dagster metadata."""
+        """Flat name -> number dict, suitable for mlflow.log_metrics / Dagster metadata.
+
+        Per-class keys use the category's slug (`f1_sci_tech` for `Sci/Tech`): MLflow refuses
+        characters such as `&` in metric names; `class_slugs` maps them back to the names."""
         out = {
             f"{prefix}accuracy": self.accuracy,
             f"{prefix}macro_f1": self.macro_f1,
@@ -69,9 +74,10 @@ class Scores:
         if self.ece is not None:
             out[f"{prefix}ece"] = self.ece
         for name, c in self.per_class.items():
-            out[f"{prefix}f1_{name}"] = c.f1
-            out[f"{prefix}precision_{name}"] = c.precision
-            out[f"{prefix}recall_{name}"] = c.recall
+            slug = category_slug(name)
+            out[f"{prefix}f1_{slug}"] = c.f1
+            out[f"{prefix}precision_{slug}"] = c.precision
+            out[f"{prefix}recall_{slug}"] = c.recall
         return out
 
 

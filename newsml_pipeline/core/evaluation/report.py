@@ -27,7 +27,7 @@ from newsml_pipeline.core.evaluation.metrics import (
     score_predictions,
 )
 from newsml_pipeline.core.evaluation.predictions import ModelPredictions, check_test_rows, predict_model_dir
-from newsml_pipeline.settings import GateConfig, NewsmlConfig
+from newsml_pipeline.settings import GateConfig, NewsmlConfig, category_slug
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +165,8 @@ class EvaluationResult:
     def to_dict(self) -> dict[str, Any]:
         return {
             "labels": self.labels,
+            # metric-name slug -> category name, to read `candidate_f1_<slug>` back
+            "class_slugs": {category_slug(n): n for n in self.labels},
             "n_test": self.n_test,
             "baseline_kind": self.baseline_kind,
             "versions": self.versions,

@@ -1,9 +1,15 @@
 """`label_articles`: one partition of raw articles → auto-labels + a report for asset metadata.
 
-Runs the configured labeling functions (keywords, URL section, zero-shot embeddings, then the
+Runs the configured labeling functions (keywords, URL section, the embedding functions:
+zero-shot and/or transductive over one embedding pass, the corpus-expanded keywords, then the
 entity profile, which learns from the others' agreement), combines their votes with the label
 model and leaves an article unlabelled (null) where the combined confidence is below
 `labels.min_confidence`. Gold labels are only *compared* against, never used as votes.
+
+Functions that share evidence (`labels.dependent_functions`: zero_shot + transductive read the
+same embeddings; keyword_expansion learned from the keyword votes) form one group in the
+Dawid–Skene model, with a joint confusion over their vote pairs, so their agreement is not
+counted as two independent votes. The report lists the groups and the expanded keywords.
 
 Speed: for batches of ≥ `labels.spacy_worker_min_articles` rows the spaCy functions run in a
 worker process (`spacy_stage`) while the embedder runs here on one core fewer, so the two
@@ -24,9 +30,12 @@ import polars as pl
 
 from newsml_pipeline.core.data.schema import LABELED_ARTICLES, conform, empty
 from newsml_pipeline.core.labeling.functions.entities import agreement_targets, entity_votes
+from newsml_pipeline.core.labeling.functions.keyword_expansion import expand_keywords, expansion_votes
+from newsml_pipeline.core.labeling.functions.transductive import transductive_votes
 from newsml_pipeline.core.labeling.functions.url_section import url_section_votes
 from newsml_pipeline.core.labeling.functions.zero_shot import (
-    configured_zero_shot_scores,
+    configured_zero_shot_embeddings,
+    embed,
     zero_shot_votes_from_scores,
 )
 from newsml_pipeline.core.labeling.label_model import DawidSkene, labels_from_proba, majority_vote
@@ -71,30 +80,41 @@ def compute_votes(
     cols: dict[str, np.ndarray] = {}
     info: dict[str, Any] = {}
     n = len(titles)
+    # The expansion learns from the seed keyword votes, so they are computed whenever it runs.
+    want_keywords = "keywords" in names or "keyword_expansion" in names
     job = start_spacy_features(
         titles,
         texts,
         labels_cfg=labels_cfg,
-        keywords="keywords" in names,
+        keywords=want_keywords,
         entities="entities" in names,
         worker=spacy_worker,
     )
-    for fn in names:
-        if fn in ("keywords", "entities"):
-            continue
+    if "url_section" in names:
         t0 = time.perf_counter()
-        if fn == "url_section":
-            cols[fn] = url_section_votes(urls, schema=schema)
-        elif fn == "zero_shot":
-            with _torch_threads(labels_cfg.embedding_threads, beside_worker=job.in_worker) as threads_used:
-                sims = configured_zero_shot_scores(titles, texts, labels_cfg=labels_cfg, schema=schema)
-            cols[fn] = zero_shot_votes_from_scores(sims)
-        else:  # pragma: no cover - the config model only admits the four names
-            raise ValueError(f"unknown labeling function {fn!r}")
-        info[fn] = {"seconds": round(time.perf_counter() - t0, 3)}
-        if fn == "zero_shot":
-            info[fn]["torch_threads"] = threads_used
-        _log_votes(fn, cols[fn], info[fn]["seconds"])
+        cols["url_section"] = url_section_votes(urls, schema=schema)
+        info["url_section"] = {"seconds": round(time.perf_counter() - t0, 3)}
+        _log_votes("url_section", cols["url_section"], info["url_section"]["seconds"])
+    if "zero_shot" in names or "transductive" in names:
+        # One embedding pass feeds both embedding functions.
+        t0 = time.perf_counter()
+        with _torch_threads(labels_cfg.embedding_threads, beside_worker=job.in_worker) as threads_used:
+            docs, protos = configured_zero_shot_embeddings(
+                titles, texts, labels_cfg=labels_cfg, schema=schema
+            )
+        embed_s = round(time.perf_counter() - t0, 3)
+        if "zero_shot" in names:
+            cols["zero_shot"] = zero_shot_votes_from_scores(docs @ protos.T)
+            info["zero_shot"] = {"seconds": embed_s, "torch_threads": threads_used}
+            _log_votes("zero_shot", cols["zero_shot"], embed_s)
+        if "transductive" in names:
+            t0 = time.perf_counter()
+            cols["transductive"], tr_info = transductive_votes(docs, protos)
+            secs = round(time.perf_counter() - t0 + (0.0 if "zero_shot" in names else embed_s), 3)
+            info["transductive"] = {"seconds": secs, **tr_info}
+            if "zero_shot" not in names:
+                info["transductive"]["torch_threads"] = threads_used
+            _log_votes("transductive", cols["transductive"], secs)
     t0 = time.perf_counter()
     feats = job.result()
     wait_s = round(time.perf_counter() - t0, 3)
@@ -102,6 +122,15 @@ def compute_votes(
         cols["keywords"] = feats.keyword_votes
         info["keywords"] = {"seconds": feats.seconds["keywords"], "in_worker": feats.in_worker}
         _log_votes("keywords", cols["keywords"], feats.seconds["keywords"])
+    if "keyword_expansion" in names:
+        t0 = time.perf_counter()
+        cols["keyword_expansion"], terms = _expanded_keyword_votes(
+            titles, texts, feats.keyword_votes, schema=schema, labels_cfg=labels_cfg
+        )
+        secs = round(time.perf_counter() - t0, 3)
+        info["keyword_expansion"] = {"seconds": secs, "terms_added": sum(len(t) for t in terms.values())}
+        info["expanded_keywords"] = terms  # not a per-function stat: reported on its own
+        _log_votes("keyword_expansion", cols["keyword_expansion"], secs)
     if "entities" in names:
         t0 = time.perf_counter()
         others = np.stack([cols[f] for f in names if f != "entities"], axis=1) if len(names) > 1 else None
@@ -118,6 +147,32 @@ def compute_votes(
         info["spacy_worker_wait_s"] = wait_s
     votes = np.stack([cols[f] for f in names], axis=1) if names else np.zeros((n, 0), np.int64)
     return votes.astype(np.int64), names, info
+
+
+def _expanded_keyword_votes(
+    titles: list[str],
+    texts: list[str],
+    seed_votes: np.ndarray,
+    *,
+    schema: LabelSchema,
+    labels_cfg: LabelsConfig,
+) -> tuple[np.ndarray, dict[str, list[str]]]:
+    """Votes of the corpus-expanded keywords and the terms per category name (for the report)."""
+    from newsml_pipeline.core.labeling import nlp_cache
+
+    model = nlp_cache.sentence_model(labels_cfg.embedding_model)
+    terms = expand_keywords(
+        titles,
+        texts,
+        seed_votes,
+        schema=schema,
+        per_class=labels_cfg.keyword_expansion_terms,
+        embed_terms=lambda words: embed(words, model=model, max_tokens=16, batch_size=128, bf16=False),
+    )
+    votes = expansion_votes(titles, texts, terms, title_weight=labels_cfg.title_weight)
+    by_name = dict(zip(schema.names, terms, strict=True))
+    log.info("keyword expansion: %s", {c: ts[:5] for c, ts in by_name.items()})
+    return votes, by_name
 
 
 @contextlib.contextmanager
@@ -145,17 +200,34 @@ def _log_votes(fn: str, votes: np.ndarray, seconds: float) -> None:
     )
 
 
+def dependent_groups(names: list[str], groups: list[list[str]]) -> list[list[int]]:
+    """Column indices of the configured dependent groups, restricted to the functions that run
+    (a group with one member left is just that function)."""
+    out = []
+    for g in groups:
+        idx = [names.index(f) for f in g if f in names]
+        if len(idx) > 1:
+            out.append(idx)
+    return out
+
+
 def combine_votes(
-    votes: np.ndarray, *, k: int, method: str, min_confidence: float
+    votes: np.ndarray,
+    *,
+    k: int,
+    method: str,
+    min_confidence: float,
+    groups: list[list[int]] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """Labels (n,) with ABSTAIN, confidence (n,), and the label model's learned parameters."""
+    """Labels (n,) with ABSTAIN, confidence (n,), and the label model's learned parameters.
+    `groups`: column indices of functions with correlated errors (see DawidSkene)."""
     if method == "majority_vote":
         labels, conf = majority_vote(votes, k=k)
         labels = np.where(conf >= min_confidence, labels, ABSTAIN)
         return labels, conf, {}
     if method != "dawid_skene":
         raise ValueError(f"unknown label model {method!r}; use dawid_skene or majority_vote")
-    model = DawidSkene(k=k).fit(votes)
+    model = DawidSkene(k=k, groups=groups).fit(votes)
     labels, conf = labels_from_proba(model.predict_proba(votes), min_confidence=min_confidence)
     return (
         labels,
@@ -273,7 +345,11 @@ def label_articles(
         }
     votes, names, info = compute_votes(titles, texts, urls, labels_cfg=labels_cfg, spacy_worker=spacy_worker)
     labels, conf, model_info = combine_votes(
-        votes, k=schema.k, method=labels_cfg.label_model, min_confidence=labels_cfg.min_confidence
+        votes,
+        k=schema.k,
+        method=labels_cfg.label_model,
+        min_confidence=labels_cfg.min_confidence,
+        groups=dependent_groups(names, labels_cfg.dependent_functions),
     )
     seconds = time.perf_counter() - t0
     vote_json = [
@@ -306,6 +382,12 @@ def label_articles(
         seconds=seconds,
     )
     report["label_model"] = labels_cfg.label_model
+    report["dependent_groups"] = [
+        [names[j] for j in g] for g in dependent_groups(names, labels_cfg.dependent_functions)
+    ]
+    if "expanded_keywords" in info:
+        # Category name -> the terms the corpus added to its keywords (for the asset metadata).
+        report["expanded_keywords"] = info["expanded_keywords"]
     log.info(
         "labelled %d articles: coverage %.3f, %.1f articles/s",
         raw.height,

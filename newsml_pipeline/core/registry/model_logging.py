@@ -18,7 +18,7 @@ import polars as pl
 from newsml_pipeline.core.registry.tracking import configure_mlflow, model_version_url_path, run_url_path
 from newsml_pipeline.core.training.artifacts import LABEL_MAP_FILE, MODEL_CARD_FILE
 from newsml_pipeline.core.training.fine_tune import TrainResult, train_classifier
-from newsml_pipeline.settings import MlflowConfig, TrainingConfig
+from newsml_pipeline.settings import MlflowConfig, TrainingConfig, category_slug
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +67,9 @@ def flat_params(
             )
         else:
             out[k] = str(v)
-    out["labels"] = ",".join(labels)
+    out["labels"] = json.dumps(list(labels), ensure_ascii=False)  # names may hold commas
+    # Per-class metrics are named by slug (`test_f1_sci_tech`); this maps them back to names.
+    out["class_slugs"] = json.dumps({category_slug(n): n for n in labels}, ensure_ascii=False)
     if result is not None:
         out.update({"n_train": str(result.n_train), "n_val": str(result.n_val), "n_test": str(result.n_test)})
     return out
@@ -135,7 +137,7 @@ def _final_metrics(result: TrainResult) -> dict[str, float]:
     out = {k: float(v) for k, v in result.metrics.items() if isinstance(v, (int, float))}
     for split in ("val", "test"):
         for name, v in (result.metrics.get(f"{split}_per_class_f1") or {}).items():
-            out[f"{split}_f1_{name}"] = float(v)
+            out[f"{split}_f1_{category_slug(name)}"] = float(v)
     out.update(
         {
             "train_seconds": result.train_seconds,

@@ -40,6 +40,13 @@ def cpu_has_native_bf16() -> bool:
     return any(f in flags for f in (" avx512_bf16", " amx_bf16"))
 
 
+def cuda_has_native_bf16() -> bool:
+    """True when the GPU computes in bf16 natively (Ampere and later). Plain
+    `is_bf16_supported()` also says yes where bf16 is only emulated (slow, e.g. on a T4), where
+    fp16 with loss scaling is the right choice."""
+    return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+
+
 def available_cores() -> int:
     """Cores this process may use (respects CPU affinity / container limits)."""
     try:
@@ -67,7 +74,7 @@ def choose_device(
         raise ValueError(f"unknown device {device!r}; use auto, cpu, cuda or mps")
     if precision == "auto":
         if device == "cuda":
-            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+            precision = "bf16" if cuda_has_native_bf16() else "fp16"
         elif device == "cpu":
             precision = "bf16" if cpu_has_native_bf16() else "fp32"
         else:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from newsml_pipeline.core.training.artifacts import LABEL_MAP_FILE
-from newsml_pipeline.core.training.device import available_cores, cpu_has_native_bf16
+from newsml_pipeline.core.training.device import available_cores, cpu_has_native_bf16, cuda_has_native_bf16
 
 logger = logging.getLogger(__name__)
 
@@ -84,11 +84,7 @@ def predict_proba(
     if next(model.parameters()).device.type != torch.device(device).type:
         model.to(device)
     if bf16 is None:
-        bf16 = (
-            torch.cuda.is_bf16_supported()
-            if device == "cuda"
-            else (device == "cpu" and cpu_has_native_bf16())
-        )
+        bf16 = cuda_has_native_bf16() if device == "cuda" else (device == "cpu" and cpu_has_native_bf16())
     if device == "cpu" and torch.get_num_threads() < available_cores():
         torch.set_num_threads(available_cores())
     clipped = [(t or "")[: max_length * 12] for t in texts]

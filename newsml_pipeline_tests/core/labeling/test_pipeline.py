@@ -39,7 +39,16 @@ def test_label_articles_on_bbc(bbc_rows):
     assert labeled.columns[: len(LABELED_ARTICLES)] == list(LABELED_ARTICLES)
     assert labeled.height == raw.height and labeled["article_id"].to_list() == raw["article_id"].to_list()
     assert report["coverage"] >= 0.8 and report["accuracy_vs_gold"] >= 0.8, report
-    assert set(report["functions"]) == {"keywords", "url_section", "entities", "zero_shot"}
+    assert set(report["functions"]) == set(cfg.labels.functions)
+    assert set(cfg.labels.functions) == {
+        "keywords",
+        "url_section",
+        "entities",
+        "transductive",
+        "keyword_expansion",
+    }
+    assert report["dependent_groups"] == [["keywords", "keyword_expansion"]]
+    assert set(report["expanded_keywords"]) == set(cfg.labels.names)
     assert report["functions"]["url_section"]["coverage"] == 0.0  # BBC rows carry no URL
     votes = json.loads(labeled["votes"][0])
     assert set(votes) == set(report["functions"])

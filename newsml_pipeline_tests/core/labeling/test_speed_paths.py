@@ -55,8 +55,8 @@ def test_spacy_worker_gives_the_same_labels_as_in_process(bbc_rows):
     assert worker.equals(inline)
     # The embedder leaves the worker a core while it runs, and gives it back afterwards.
     threads = torch.get_num_threads()
-    assert r_worker["functions"]["zero_shot"]["torch_threads"] == max(1, threads - 1)
-    assert r_inline["functions"]["zero_shot"]["torch_threads"] == threads
+    assert r_worker["functions"]["transductive"]["torch_threads"] == max(1, threads - 1)
+    assert r_inline["functions"]["transductive"]["torch_threads"] == threads
 
 
 def test_small_batches_stay_in_process(bbc_rows):

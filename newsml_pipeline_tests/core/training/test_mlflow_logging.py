@@ -59,7 +59,7 @@ def test_run_has_params_metrics_tags_and_artifacts(logged: LoggedModel, mlflow_h
     run = client.get_run(logged.run_id)
     assert run.info.status == "FINISHED"
     p = run.data.params
-    assert p["lora_r"] == "16" and p["max_length"] == "64" and p["labels"] == ",".join(TOY_LABELS)
+    assert p["lora_r"] == "16" and p["max_length"] == "64" and json.loads(p["labels"]) == TOY_LABELS
     assert p["n_train"] == "84" and p["n_test"] == "18"
     m = run.data.metrics
     assert 0 <= m["val_macro_f1"] <= 1 and 0 <= m["test_macro_f1"] <= 1

@@ -237,6 +237,27 @@ def test_choose_device_resolves_auto_and_rejects_impossible(monkeypatch: pytest.
         dev.choose_device("cpu", "fp16")
 
 
+def test_cuda_precision_uses_native_bf16_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """bf16 only where the GPU has it natively; emulated bf16 (e.g. a T4) gets fp16."""
+    import torch
+
+    from newsml_pipeline.core.training import device as dev
+
+    asked: list[object] = []
+
+    def bf16(including_emulation: bool = True) -> bool:
+        asked.append(including_emulation)
+        return including_emulation  # emulated yes, native no: a pre-Ampere GPU
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", bf16)
+    assert dev.choose_device("auto", "auto", threads=1) == dev.DeviceChoice("cuda", "fp16", 1)
+    assert asked == [False]
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    assert dev.choose_device("auto", "auto", threads=1) == dev.DeviceChoice("cuda", "bf16", 1)
+    assert dev.choose_device("cuda", "fp32", threads=1).precision == "fp32"
+
+
 def test_class_weights_are_inverse_frequency() -> None:
     from newsml_pipeline.core.training.fine_tune import class_weights
 

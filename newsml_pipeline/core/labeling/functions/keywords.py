@@ -1,8 +1,10 @@
 """Keyword/phrase votes from the schema: lemma matches on word boundaries, title weighted more.
 
 Each category's keywords (plus its name) are lemmatized like the text, so inflections match.
-A category's score sums, per keyword, `title_weight * title hits + log1p(body hits)`: the title
-says what an article is about; the log keeps one word repeated in the body from dominating.
+A category's score sums, per keyword, `title_weight * title hits + lead hits + log1p(later body
+hits)`: the title says what an article is about, and so does the lead (its first `lead_chars`
+characters, which is all a short wire item or feed summary has: there one lead hit is enough to
+vote); later in a long body the log keeps one word repeated from dominating.
 The function abstains when nothing matches or the best category does not beat the runner-up
 by `min_ratio`.
 """
@@ -24,13 +26,14 @@ log = logging.getLogger(__name__)
 def category_phrases(schema: LabelSchema, lemmatizer: Lemmatizer) -> tuple[list[tuple[str, ...]], np.ndarray]:
     """Distinct lemma phrases of all categories and a (n_phrases, k) 0/1 membership matrix.
 
-    A category's name counts as one of its keywords (its parts, for names like `sci-tech`).
+    A category's name counts as one of its keywords (its words, for names like `Sci/Tech` or
+    `Economy & business`).
     """
     phrases: list[tuple[str, ...]] = []
     owners: list[set[int]] = []
     index: dict[tuple[str, ...], int] = {}
     for c, (name, kws) in enumerate(zip(schema.names, schema.keywords, strict=True)):
-        words = [w for w in re.split(r"[-_\s]+", name) if len(w) >= 3] + list(kws)
+        words = [w for w in re.split(r"[\W_]+", name) if len(w) >= 3] + list(kws)
         for w in words:
             ph = lemmatizer.phrase(w)
             if not ph:
@@ -55,6 +58,7 @@ def keyword_scores(
     lemmatizer: Lemmatizer,
     title_weight: float = 3.0,
     max_chars: int = 3000,
+    lead_chars: int = 200,
 ) -> np.ndarray:
     """Score matrix (n, k) of keyword evidence per category; see the module docstring."""
     if len(titles) != len(texts):
@@ -64,13 +68,22 @@ def keyword_scores(
     t_counts = np.asarray(
         count_phrases(lemmatizer.tokens(titles, prefixes=prefixes), phrases), dtype=np.float64
     )
+    leads, rests = [], []
+    for t in texts:
+        # Cut the lead at a word boundary so no word is split between the two parts.
+        cut = lead_chars if len(t) <= lead_chars else max(t.rfind(" ", 0, lead_chars), 0)
+        leads.append(t[:cut])
+        rests.append(t[cut:max_chars])
+    l_counts = np.asarray(
+        count_phrases(lemmatizer.tokens(leads, prefixes=prefixes), phrases), dtype=np.float64
+    )
     b_counts = np.asarray(
-        count_phrases(lemmatizer.tokens((t[:max_chars] for t in texts), prefixes=prefixes), phrases),
-        dtype=np.float64,
+        count_phrases(lemmatizer.tokens(rests, prefixes=prefixes), phrases), dtype=np.float64
     )
     t_counts = t_counts.reshape(len(titles), len(phrases))
+    l_counts = l_counts.reshape(len(texts), len(phrases))
     b_counts = b_counts.reshape(len(texts), len(phrases))
-    evidence = title_weight * t_counts + np.log1p(b_counts)
+    evidence = title_weight * t_counts + l_counts + np.log1p(b_counts)
     return evidence @ member
 
 
@@ -96,9 +109,16 @@ def keyword_votes(
     min_score: float = 1.0,
     min_ratio: float = 1.25,
     max_chars: int = 3000,
+    lead_chars: int = 200,
 ) -> np.ndarray:
     """Votes (n,) of the keyword function: class index or ABSTAIN."""
     scores = keyword_scores(
-        titles, texts, schema=schema, lemmatizer=lemmatizer, title_weight=title_weight, max_chars=max_chars
+        titles,
+        texts,
+        schema=schema,
+        lemmatizer=lemmatizer,
+        title_weight=title_weight,
+        max_chars=max_chars,
+        lead_chars=lead_chars,
     )
     return votes_from_scores(scores, min_score=min_score, min_ratio=min_ratio)

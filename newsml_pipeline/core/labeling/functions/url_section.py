@@ -17,6 +17,7 @@ import numpy as np
 from newsml_pipeline.core.labeling.schema import ABSTAIN, LabelSchema
 
 _SPLIT = re.compile(r"[-_.+]+")
+_NAME_SPLIT = re.compile(r"[\W_]+")  # category names are free text: `Sci/Tech`, `Economy & business`
 _SECTION_ID = re.compile(r"^([a-z]+(?:[-_][a-z]+)?)[-_]\d{5,}$")
 
 
@@ -24,7 +25,7 @@ def _forms(schema: LabelSchema) -> list[tuple[set[str], set[str]]]:
     """Per category: (exact words, prefixes) that identify it in a URL segment."""
     out = []
     for name, kws in zip(schema.names, schema.keywords, strict=True):
-        exact = {name.lower()} | {w for w in _SPLIT.split(name.lower()) if len(w) >= 3}
+        exact = {name.lower()} | {w for w in _NAME_SPLIT.split(name.lower()) if len(w) >= 3}
         exact |= {k.lower() for k in kws if " " not in k and len(k) >= 3}
         prefixes = {w for w in exact if len(w) >= 4}
         out.append((exact, prefixes))

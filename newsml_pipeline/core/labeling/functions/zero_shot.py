@@ -54,6 +54,29 @@ def embed(
     return emb.float().cpu().numpy()
 
 
+def zero_shot_embeddings(
+    titles: Sequence[str],
+    texts: Sequence[str],
+    *,
+    schema: LabelSchema,
+    model: Any,
+    max_tokens: int = 128,
+    batch_size: int = 32,
+    bf16: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(article embeddings (n, d), category embeddings (k, d)), L2-normalised. Computed once per
+    batch: the zero-shot vote and the transductive function both read them."""
+    if len(titles) != len(texts):
+        raise ValueError(f"zero_shot_scores: {len(titles)} titles but {len(texts)} texts")
+    cats = embed(
+        category_texts(schema), model=model, max_tokens=max_tokens, batch_size=batch_size, bf16=False
+    )
+    # ~6 characters per token: no need to hand the tokenizer more than it will keep.
+    arts = [f"{ti}. {tx[: max_tokens * 6]}" for ti, tx in zip(titles, texts, strict=True)]
+    emb = embed(arts, model=model, max_tokens=max_tokens, batch_size=batch_size, bf16=bf16)
+    return emb, cats
+
+
 def zero_shot_scores(
     titles: Sequence[str],
     texts: Sequence[str],
@@ -65,14 +88,9 @@ def zero_shot_scores(
     bf16: bool = True,
 ) -> np.ndarray:
     """Cosine similarity matrix (n, k) of articles vs categories."""
-    if len(titles) != len(texts):
-        raise ValueError(f"zero_shot_scores: {len(titles)} titles but {len(texts)} texts")
-    cats = embed(
-        category_texts(schema), model=model, max_tokens=max_tokens, batch_size=batch_size, bf16=False
+    emb, cats = zero_shot_embeddings(
+        titles, texts, schema=schema, model=model, max_tokens=max_tokens, batch_size=batch_size, bf16=bf16
     )
-    # ~6 characters per token: no need to hand the tokenizer more than it will keep.
-    arts = [f"{ti}. {tx[: max_tokens * 6]}" for ti, tx in zip(titles, texts, strict=True)]
-    emb = embed(arts, model=model, max_tokens=max_tokens, batch_size=batch_size, bf16=bf16)
     return emb @ cats.T
 
 
@@ -86,6 +104,22 @@ def zero_shot_votes_from_scores(sims: np.ndarray, *, min_margin: float = 0.01) -
     return votes
 
 
+def configured_zero_shot_embeddings(
+    titles: Sequence[str], texts: Sequence[str], *, labels_cfg: Any, schema: LabelSchema | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """zero_shot_embeddings with the model and settings of `labels` in the config."""
+    from newsml_pipeline.core.labeling import nlp_cache
+
+    return zero_shot_embeddings(
+        titles,
+        texts,
+        schema=schema or LabelSchema.from_config(labels_cfg),
+        model=nlp_cache.sentence_model(labels_cfg.embedding_model),
+        max_tokens=labels_cfg.embedding_max_tokens,
+        bf16=labels_cfg.embedding_bf16,
+    )
+
+
 def configured_zero_shot_scores(
     titles: Sequence[str], texts: Sequence[str], *, labels_cfg: Any, schema: LabelSchema | None = None
 ) -> np.ndarray:
@@ -94,13 +128,5 @@ def configured_zero_shot_scores(
     The one place both the labeler's zero-shot vote and the evaluation's zero-shot baseline come
     from, so the baseline is exactly the computation the labeler uses. Returns [n, k] similarities.
     """
-    from newsml_pipeline.core.labeling import nlp_cache
-
-    return zero_shot_scores(
-        titles,
-        texts,
-        schema=schema or LabelSchema.from_config(labels_cfg),
-        model=nlp_cache.sentence_model(labels_cfg.embedding_model),
-        max_tokens=labels_cfg.embedding_max_tokens,
-        bf16=labels_cfg.embedding_bf16,
-    )
+    emb, cats = configured_zero_shot_embeddings(titles, texts, labels_cfg=labels_cfg, schema=schema)
+    return emb @ cats.T

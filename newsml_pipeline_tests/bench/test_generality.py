@@ -1,0 +1,52 @@
+"""bench/generality.py's labelling part on a small sample of each benchmark corpus: the schemas
+load with their user-style names, gold labels map onto them, and every function and label-model
+variant is scored."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+@pytest.fixture(scope="module")
+def generality(corpora):
+    sys.path.insert(0, str(BENCH))
+    try:
+        yield importlib.import_module("generality")
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+def test_first_sentence(generality) -> None:
+    assert generality.first_sentence("Shares rose 5%. The firm said so.") == "Shares rose 5%."
+    assert generality.first_sentence("U.S. shares rose on Monday") == "U.S. shares rose on Monday"
+    assert generality.first_sentence("") == ""
+
+
+@pytest.mark.parametrize("corpus", ["bbc_short", "reuters"])
+def test_labelling_part_on_a_small_sample(generality, corpus: str) -> None:
+    raw, labels_cfg, schema = generality.load_corpus(corpus, limit=64)
+    names = labels_cfg.names
+    assert raw.height >= 40 and set(raw["gold_label"]) == set(names)
+    assert [c["name"] for c in schema["categories"]] == names
+    if corpus == "bbc_short":
+        assert "Sci/Tech" in names and raw["text"].str.len_chars().max() < 600
+    section, labels = generality.run_labelling(raw, labels_cfg)
+    assert set(section["functions"]) == set(generality.ALL_FUNCTIONS)
+    assert (
+        "shipped_default" in section["label_model"]
+        and "shipped_default (majority vote)" in section["label_model"]
+    )
+    for s in [*section["functions"].values(), *section["label_model"].values()]:
+        assert 0.0 <= s["coverage"] <= 1.0 and 0.0 <= s["macro_f1"] <= 1.0
+    lm = section["label_model"]["shipped_default"]
+    assert lm["coverage"] >= 0.7 and lm["accuracy_on_covered"] >= 0.5, section
+    assert labels["shipped_default"].shape == (raw.height,)
+    assert set(np.unique(labels["shipped_default"])) <= set(range(-1, len(names)))
+    assert set(section["expanded_keywords"]) == set(names)
