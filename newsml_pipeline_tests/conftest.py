@@ -48,6 +48,9 @@ def newsml_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("NEWSML_HOME", str(home))
+    # mlflow.set_tracking_uri() also exports MLFLOW_TRACKING_URI, which Settings honours: without
+    # this an earlier test's MLflow store (and its champion) would leak into this test.
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
     return home
