@@ -10,21 +10,11 @@ import polars as pl
 
 from newsml_pipeline.core.data.schema import LABELED_ARTICLES, RAW_ARTICLES, conform
 from newsml_pipeline.core.data.warehouse import Warehouse
+from newsml_pipeline.core.labeling.review_queue import QUEUE_SCHEMA
 
 DAY = date(2026, 11, 30)
-REVIEW_QUEUE: dict[str, pl.DataType] = {
-    "article_id": pl.String(),
-    "partition_date": pl.Date(),
-    "title": pl.String(),
-    "lead": pl.String(),
-    "url": pl.String(),
-    "suggested_label": pl.String(),
-    "confidence": pl.Float64(),
-    "uncertainty": pl.Float64(),
-    "cluster": pl.Int64(),
-    "reason": pl.String(),
-    "rank": pl.Int64(),
-}
+# the asset's own column contract
+REVIEW_QUEUE = QUEUE_SCHEMA
 
 
 def write_articles(wh: Warehouse, ids: list[str], *, gold: dict[str, str] | None = None) -> None:
