@@ -8,7 +8,7 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
-from newsml_pipeline.core.labeling.functions.zero_shot import embed
+from newsml_pipeline.core.labeling.functions.zero_shot import configured_article_embeddings
 from newsml_pipeline.core.labeling.needs import trusted_labels_needed
 from newsml_pipeline.core.labeling.review_queue import QUEUE_SCHEMA, select_for_review
 from newsml_pipeline.core.serving.predictor import AUTO_LABELER_VERSION
@@ -94,22 +94,15 @@ def build_review_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDe
         )
         days = sorted(date.fromisoformat(k) for k in context.partition_keys)
         written: list[pl.DataFrame] = []
-        model = None
         for day in days:
             cands = candidates_of_day(wh, day)
-            if cands.height:
-                if model is None:
-                    from newsml_pipeline.core.labeling import nlp_cache
-
-                    model = nlp_cache.sentence_model(cfg.labels.embedding_model)
-                max_tokens = cfg.labels.embedding_max_tokens
-                texts = [
-                    f"{t or ''}. {(x or '')[: max_tokens * 6]}"
-                    for t, x in zip(cands["title"].to_list(), cands["text"].to_list(), strict=True)
-                ]
-                emb = embed(texts, model=model, max_tokens=max_tokens, bf16=cfg.labels.embedding_bf16)
-            else:
-                emb = np.zeros((0, 1))
+            emb = (
+                configured_article_embeddings(
+                    cands["title"].to_list(), cands["text"].to_list(), labels_cfg=cfg.labels
+                )
+                if cands.height
+                else np.zeros((0, 1))
+            )
             queue = select_for_review(
                 cands,
                 emb,

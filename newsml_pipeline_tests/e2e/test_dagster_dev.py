@@ -12,7 +12,6 @@ import asyncio
 import base64
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -24,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from newsml_pipeline_tests.defs.test_definitions import EXPECTED_EDGES
+from newsml_pipeline_tests.e2e.browser import chromium as find_chromium
 
 pytestmark = pytest.mark.slow
 
@@ -35,21 +35,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _chromium() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found:
-        return found
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        pytest.skip("Debian chromium is not installed and cannot be installed here (needs root + apt-get)")
-    subprocess.run(
-        ["apt-get", "install", "-y", "-q", "chromium"], check=True, capture_output=True, timeout=900
-    )
-    found = shutil.which("chromium")
-    if not found:
-        pytest.skip("apt-get installed no chromium binary")
-    return found
 
 
 SKIP_MODAL_JS = (
@@ -207,7 +192,7 @@ def test_lineage_schedules_sensor_and_screenshot(dagster_dev: str, tmp_path: Pat
     assert "drift_sensor" in {s["name"] for s in repo["sensors"]}
     assert {"ingest_job", "retrain_job"} <= {j["name"] for j in repo["jobs"]}
 
-    chromium = _chromium()
+    chromium = find_chromium()
     SHOTS.mkdir(parents=True, exist_ok=True)
     shot = SHOTS / "lineage.png"
     shot.unlink(missing_ok=True)

@@ -10,7 +10,6 @@ only drives it (`playwright install` is never run).
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -30,6 +29,7 @@ from newsml_pipeline.core.labeling.page import LabellingService, Needs, create_a
 from newsml_pipeline.definitions import build_definitions
 from newsml_pipeline.defs.training import labeled_with_raw
 from newsml_pipeline.settings import DEFAULT_CONFIG_PATH, Settings
+from newsml_pipeline_tests.e2e.browser import chromium as find_chromium
 from newsml_pipeline_tests.review_queue_data import make_home, write_queue
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (dev extra) is not installed")
@@ -43,21 +43,6 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 QUEUE = ["q1", "q2", "q3", "q4", "q5", "q6", "q7"]
-
-
-def _chromium() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found:
-        return found
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        pytest.skip("Debian chromium is not installed and cannot be installed here (needs root + apt-get)")
-    done = subprocess.run(
-        ["apt-get", "install", "-y", "-q", "chromium"], capture_output=True, text=True, timeout=900
-    )
-    found = shutil.which("chromium")
-    if not found:
-        pytest.skip(f"apt-get install chromium failed (rc {done.returncode}): {done.stderr[-500:]}")
-    return found
 
 
 def _free_port() -> int:
@@ -82,7 +67,7 @@ def _wait_healthy(url: str, proc: subprocess.Popen | None, timeout: float = 60) 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator:
-    chromium = _chromium()
+    chromium = find_chromium()
     with sync_api.sync_playwright() as p:
         b = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         yield b

@@ -138,11 +138,16 @@ class ArticleStore:
         self.wh = warehouse
         self.threshold = near_duplicate_threshold
         self.window_days = near_duplicate_window_days
+        self._ensured = False
 
     # ------------------------------------------------------------ schema
 
     def ensure(self) -> None:
-        """Create the tables; a warehouse from before the store seeds it from raw_articles once."""
+        """Create the tables; a warehouse from before the store seeds it from raw_articles once.
+
+        Once per instance: it takes the write lock, and every read of a day would otherwise too."""
+        if self._ensured:
+            return
         with self.wh.transaction() as con:
             had = _exists(con, STORE_TABLE)
             con.execute(_DDL)
@@ -156,6 +161,7 @@ class ArticleStore:
                 )
                 n = con.execute(f"SELECT count(*) FROM {STORE_TABLE}").fetchone()[0]
                 log.info("seeded %s with the %d rows already in raw_articles", STORE_TABLE, n)
+        self._ensured = True
 
     # ------------------------------------------------------------ writing
 

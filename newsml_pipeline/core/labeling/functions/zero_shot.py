@@ -71,10 +71,36 @@ def zero_shot_embeddings(
     cats = embed(
         category_texts(schema), model=model, max_tokens=max_tokens, batch_size=batch_size, bf16=False
     )
-    # ~6 characters per token: no need to hand the tokenizer more than it will keep.
-    arts = [f"{ti}. {tx[: max_tokens * 6]}" for ti, tx in zip(titles, texts, strict=True)]
-    emb = embed(arts, model=model, max_tokens=max_tokens, batch_size=batch_size, bf16=bf16)
+    emb = embed(
+        article_inputs(titles, texts, max_tokens=max_tokens),
+        model=model,
+        max_tokens=max_tokens,
+        batch_size=batch_size,
+        bf16=bf16,
+    )
     return emb, cats
+
+
+def article_inputs(titles: Sequence[str], texts: Sequence[str], *, max_tokens: int) -> list[str]:
+    """What is embedded per article: "title. lead" cut near `max_tokens` (the review queue clusters
+    the very same embeddings)."""
+    # ~6 characters per token: no need to hand the tokenizer more than it will keep.
+    return [f"{ti or ''}. {(tx or '')[: max_tokens * 6]}" for ti, tx in zip(titles, texts, strict=True)]
+
+
+def configured_article_embeddings(
+    titles: Sequence[str], texts: Sequence[str], *, labels_cfg: Any
+) -> np.ndarray:
+    """The article embeddings (n, d) the labeller's embedding functions use, with the config's model."""
+    from newsml_pipeline.core.labeling import nlp_cache
+
+    max_tokens = labels_cfg.embedding_max_tokens
+    return embed(
+        article_inputs(titles, texts, max_tokens=max_tokens),
+        model=nlp_cache.sentence_model(labels_cfg.embedding_model),
+        max_tokens=max_tokens,
+        bf16=labels_cfg.embedding_bf16,
+    )
 
 
 def zero_shot_scores(
