@@ -110,6 +110,21 @@ def _report_metadata(report: dict[str, Any]) -> dict[str, Any]:
         md["labeling_functions"] = metadata_table(rows)
     if report.get("articles_per_s") is not None:
         md["articles_per_s"] = dg.MetadataValue.float(float(report["articles_per_s"]))
+    if report.get("label_model"):
+        md["label_model"] = dg.MetadataValue.text(str(report["label_model"]))
+    if report.get("dependent_groups"):
+        md["dependent_groups"] = dg.MetadataValue.json(report["dependent_groups"])
+    expanded = report.get("expanded_keywords")
+    if expanded:
+        # The terms keyword_expansion learned from the corpus, so a person can read (and veto
+        # by editing the schema) what the labeler now votes with.
+        md["expanded_keywords"] = metadata_table(
+            [
+                {"category": name, "terms_added": len(terms), "terms": ", ".join(terms)}
+                for name, terms in expanded.items()
+            ],
+            width=1000,
+        )
     return md
 
 
@@ -160,9 +175,14 @@ def build_labeling_assets(partitions: dg.PartitionsDefinition) -> list[dg.Assets
                 written.append(rows)
         all_rows = pl.concat(written) if written else pl.DataFrame(schema=LABELED_ARTICLES)
         if len(days) > 1:  # a multi-day backfill: report over all days, not only the last one
+            last = report
             report = {
                 "class_distribution": dict(all_rows.drop_nulls("label").group_by("label").len().iter_rows())
             }
+            # Per-run facts that are not sums over days: those of the last day labelled.
+            for key in ("label_model", "dependent_groups", "expanded_keywords"):
+                if key in last:
+                    report[key] = last[key]
             if len(all_rows):
                 report["coverage"] = float(all_rows["label"].is_not_null().mean())
         raw_all = pl.concat(raws, how="vertical_relaxed")

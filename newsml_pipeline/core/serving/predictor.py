@@ -183,13 +183,16 @@ class AutoLabelerBackend:
 
     def predict_proba(self, titles: list[str | None], texts: list[str]) -> np.ndarray:
         from newsml_pipeline.core.labeling.label_model import DawidSkene
-        from newsml_pipeline.core.labeling.pipeline import compute_votes
+        from newsml_pipeline.core.labeling.pipeline import compute_votes, dependent_groups
 
-        votes, _, _ = compute_votes(
+        votes, names, _ = compute_votes(
             [t or "" for t in titles], texts, [None] * len(texts), labels_cfg=self.labels_cfg
         )
         k = len(self.labels)
-        proba = DawidSkene(k=k).fit(votes).predict_proba(votes)
+        # The same dependent groups as the auto-labeler, so correlated functions (zero_shot and
+        # transductive read the same embeddings) are not counted as independent evidence here either.
+        groups = dependent_groups(names, self.labels_cfg.dependent_functions)
+        proba = DawidSkene(k=k, groups=groups).fit(votes).predict_proba(votes)
         if proba.shape != (len(texts), k):
             raise RuntimeError(
                 f"auto-labeler gave probabilities of shape {proba.shape}, expected ({len(texts)}, {k})"

@@ -145,3 +145,23 @@ def test_int8_precision_serves_close_to_fp32(registry: dict, tmp_path: Path) -> 
         answers[precision] = p.predict(ARTICLES)
     for a, b in zip(answers["fp32"], answers["int8"], strict=True):
         np.testing.assert_allclose(list(a["scores"].values()), list(b["scores"].values()), atol=0.05)
+
+
+def test_auto_labeler_stand_in_groups_dependent_functions_like_the_labeler(monkeypatch) -> None:  # noqa: ANN001
+    """zero_shot and transductive read the same embeddings: the stand-in must count them once."""
+    from newsml_pipeline.core.labeling import pipeline
+    from newsml_pipeline.core.labeling.label_model import DawidSkene
+    from newsml_pipeline.core.serving.predictor import AutoLabelerBackend
+
+    rng = np.random.default_rng(0)
+    n, k = 60, len(LABELS)
+    shared = rng.integers(0, k, n)
+    votes = np.stack([rng.integers(0, k, n), shared, shared], axis=1)
+    names = ["keywords", "zero_shot", "transductive"]
+    monkeypatch.setattr(pipeline, "compute_votes", lambda *a, **kw: (votes, names, {}))
+    cfg = LABELS_CFG.model_copy(update={"dependent_functions": [["zero_shot", "transductive"]]})
+    proba = AutoLabelerBackend(cfg).predict_proba([None] * n, ["x"] * n)
+    grouped = DawidSkene(k=k, groups=[[1, 2]]).fit(votes).predict_proba(votes)
+    ungrouped = DawidSkene(k=k).fit(votes).predict_proba(votes)
+    assert np.allclose(proba, grouped)
+    assert not np.allclose(grouped, ungrouped)  # the test can tell the two apart
