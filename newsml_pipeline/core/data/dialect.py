@@ -401,7 +401,7 @@ class PostgresSession(Session):
                 # polars writes NULL as an empty field and "" as a quoted one, as COPY CSV reads them
                 with cur.copy(f"COPY {ident(table)} ({cols}) FROM STDIN WITH (FORMAT csv)") as copy:
                     buf = io.BytesIO()
-                    df.write_csv(buf, include_header=False, datetime_format="%Y-%m-%dT%H:%M:%S%.f%z")
+                    df.write_csv(buf, include_header=False)
                     copy.write(buf.getvalue())
             else:
                 with cur.copy(f"COPY {ident(table)} ({cols}) FROM STDIN") as copy:

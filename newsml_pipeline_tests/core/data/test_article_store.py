@@ -45,8 +45,9 @@ def batch(rows: list[dict], *, fetched_at: datetime) -> pl.DataFrame:
 
 
 @pytest.fixture
-def store(tmp_path) -> ArticleStore:
-    return ArticleStore(Warehouse(tmp_path / "wh.duckdb"), near_duplicate_threshold=0.8)
+def store(warehouse_target: str) -> ArticleStore:
+    """The store on each backend (DuckDB file, Postgres database)."""
+    return ArticleStore(Warehouse(warehouse_target), near_duplicate_threshold=0.8)
 
 
 def test_rolling_feed_accumulates_and_rereading_changes_nothing(store: ArticleStore) -> None:
@@ -138,8 +139,8 @@ def test_article_id_is_a_real_key_constraint(store: ArticleStore) -> None:
         s.execute(f"INSERT INTO {STORE_TABLE} (article_id) VALUES ('a')")
 
 
-def test_a_warehouse_from_before_the_store_is_seeded_from_raw_articles(tmp_path) -> None:
-    wh = Warehouse(tmp_path / "old.duckdb")
+def test_a_warehouse_from_before_the_store_is_seeded_from_raw_articles(warehouse_target: str) -> None:
+    wh = Warehouse(warehouse_target)
     legacy = batch([{"id": "old", "text": "kept " * 30, "published": T1}], fetched_at=T1)
     wh.replace_table("raw_articles", legacy)
     store = ArticleStore(wh)
