@@ -91,6 +91,11 @@ class PostgresServer:
             self._started = False
         shutil.rmtree(self.root, ignore_errors=True)
 
+    def version(self) -> str:
+        return subprocess.run(
+            [str(self.bin_dir / "postgres"), "--version"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{database}"
 
