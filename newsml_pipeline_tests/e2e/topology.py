@@ -208,10 +208,10 @@ class Topology:
         return log.read_text(errors="replace")[-n:] if log and log.exists() else ""
 
     def stop(self) -> None:
-        for name, p in reversed(list(self.procs.items())):
+        for p in reversed(list(self.procs.values())):
             if p.poll() is None:
                 os.killpg(p.pid, signal.SIGTERM)
-        for name, p in self.procs.items():
+        for p in self.procs.values():
             try:
                 p.wait(30)
             except subprocess.TimeoutExpired:
