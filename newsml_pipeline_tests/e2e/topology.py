@@ -140,7 +140,10 @@ class Topology:
             for name in ("code-server", "webserver"):
                 if self.procs[name].poll() is not None:
                     raise RuntimeError(f"{name} exited:\n{self.tail(name)}")
-            r = httpx.post(f"{self.web_url}/graphql", json={"query": q}, timeout=10).json()
+            try:
+                r = httpx.post(f"{self.web_url}/graphql", json={"query": q}, timeout=60).json()
+            except httpx.HTTPError:  # a busy machine: the webserver answers late
+                continue
             entries = r["data"]["workspaceOrError"]["locationEntries"]
             last = entries
             if entries and entries[0]["locationOrLoadError"]["__typename"] == "RepositoryLocation":
@@ -195,7 +198,12 @@ class Topology:
         final = {"SUCCESS", "FAILURE", "CANCELED"}
         status: dict[str, str] = {}
         while time.monotonic() < deadline:
-            status = {r: client.get_run_status(r).value for r in run_ids}
+            try:
+                status = {r: client.get_run_status(r).value for r in run_ids}
+            except Exception as e:  # noqa: BLE001 - a busy webserver times out; ask again
+                status = {"error": repr(e)}
+                time.sleep(2)
+                continue
             if all(s in final for s in status.values()):
                 return status
             if self.procs["daemon"].poll() is not None:
