@@ -18,8 +18,10 @@ import time
 from pathlib import Path
 
 import httpx
+import polars as pl
 import pytest
 
+from newsml_pipeline.core.data.articles import content_hash
 from newsml_pipeline.core.data.warehouse import Warehouse
 from newsml_pipeline_tests.conftest import REPO_ROOT
 from newsml_pipeline_tests.defs.conftest import write_config
@@ -31,7 +33,8 @@ D1, D2, D3 = "2026-11-18", "2026-11-19", "2026-11-20"
 
 
 def _inbox(tmp_path: Path, bbc_rows: list[dict], per_class: dict[str, int]) -> dict[str, set[str]]:
-    """BBC articles (distinct texts) dated per day, `per_class[day]` of each topic; day -> ids."""
+    """BBC articles (distinct texts) dated per day, `per_class[day]` of each topic; day -> their
+    content hashes (the article ids are the store's own, derived from source and id)."""
     pool: dict[str, list[dict]] = {lab: [] for lab in LABELS}
     seen_texts: set[str] = set()
     for r in bbc_rows:
@@ -55,7 +58,7 @@ def _inbox(tmp_path: Path, bbc_rows: list[dict], per_class: dict[str, int]) -> d
                         "published": f"{day}T{8 + i % 10:02d}:00:00+00:00",
                     }
                     fh.write(json.dumps(rec) + "\n")
-                    ids[day].add(r["id"])
+                    ids[day].add(content_hash(r["text"]))
                 pool[lab] = pool[lab][n:]
     return {"folder": folder, **ids}
 
@@ -94,18 +97,22 @@ def _check_days(
     days: list[str],
     tables: tuple[str, ...] = ("raw_articles", "labeled_articles", "scored_articles"),
 ) -> None:
-    """Each day's partition of each table holds exactly that day's articles, once."""
-    for table in tables:
+    """Each day's partition holds exactly that day's articles (by text), once, in every table."""
+    raw = wh.query(
+        "SELECT article_id, content_hash, CAST(partition_date AS VARCHAR) AS day FROM raw_articles"
+    )
+    assert raw["article_id"].n_unique() == raw.height, "raw_articles: duplicated rows"
+    for day in days:
+        got = raw.filter(pl.col("day") == day)
+        assert sorted(got["content_hash"]) == sorted(ids[day]), f"raw_articles {day}: {got.height} rows"
+    for table in tables[1:]:
         df = wh.query(f"SELECT article_id, CAST(partition_date AS VARCHAR) AS day FROM {table}")
         assert df["article_id"].n_unique() == df.height, f"{table}: duplicated rows"
         for day in days:
-            got = df.filter(df["day"] == day)["article_id"].to_list()
-            assert sorted(got) == sorted(ids[day]), (
-                f"{table} {day}: {len(got)} rows, expected {len(ids[day])}"
-            )
-    assert wh.query("SELECT count(*) AS n FROM crawled_articles")["n"].item() == sum(
-        len(v) for k, v in ids.items() if k != "folder"
-    )
+            want = raw.filter(pl.col("day") == day)["article_id"].sort().to_list()
+            assert df.filter(pl.col("day") == day)["article_id"].sort().to_list() == want, f"{table} {day}"
+    stored = wh.query("SELECT count(*) AS n FROM crawled_articles")["n"].item()
+    assert stored == sum(len(v) for k, v in ids.items() if k != "folder")
 
 
 @pytest.fixture
