@@ -24,6 +24,7 @@ import argparse
 import json
 import logging
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
@@ -197,9 +198,8 @@ def bench_backend(make: Callable[[], Warehouse], *, sizes: list[int], repeat: in
     state_dir = tmp / f"drift-{wh.dialect}"
 
     def fresh_state() -> None:
-        state_dir.mkdir(parents=True, exist_ok=True)
-        for f in state_dir.iterdir():
-            f.unlink()
+        shutil.rmtree(state_dir, ignore_errors=True)
+        state_dir.mkdir(parents=True)
 
     res["drift_tick_10k_s"] = timed(
         lambda: run_drift_tick(
