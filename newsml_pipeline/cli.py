@@ -185,7 +185,7 @@ def cmd_rollback(args: argparse.Namespace, settings: Settings, out: IO[str]) -> 
         )
     except RollbackError as e:
         raise CliError(str(e)) from None
-    Warehouse(settings.warehouse_path).append("deployments", row)
+    Warehouse(settings.warehouse_target).append("deployments", row)
     out.write(
         f"rolled back {name}: champion is now version {restored.version} "
         f"(was {demoted.version}; reason: {args.reason})\n"

@@ -28,9 +28,9 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     return {
         "newsml": NewsmlSettings.from_settings(settings),
         # Asset values (candidate info, evaluation results) are small pickles kept with the rest of
-        # the state under NEWSML_HOME; tables live in DuckDB and are written by the assets themselves.
+        # the state under NEWSML_HOME; tables live in the warehouse (DuckDB or Postgres) and are written by the assets themselves.
         "io_manager": dg.FilesystemIOManager(base_dir=str(settings.home / "dagster_io")),
-        "warehouse": WarehouseResource(path=str(settings.warehouse_path)),
+        "warehouse": WarehouseResource(path=settings.warehouse_target),
         "mlflow": MlflowResource(
             tracking_uri=settings.mlflow_tracking_uri(),
             artifact_root=str(settings.mlflow_artifact_root),

@@ -312,6 +312,20 @@ class MlflowConfig(_Strict):
     registered_model: str = DEFAULT_REGISTERED_MODEL
 
 
+class WarehouseConfig(_Strict):
+    # null = the DuckDB file $NEWSML_HOME/warehouse.duckdb; a postgresql:// URL puts every table in
+    # that database (same interface, core/data/dialect.py). NEWSML_WAREHOUSE_URL wins over this key.
+    # Keep the password out of the URL (PGPASSWORD, ~/.pgpass): the URL shows in the Dagster UI.
+    url: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _postgres_only(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("postgresql://", "postgres://")):
+            raise ValueError(f"warehouse.url must be a postgresql:// URL (or null for DuckDB), got {v!r}")
+        return v
+
+
 class GateConfig(_Strict):
     # What the test rows' labels are: gold (trusted: feedback, a labelled source), silver (held-out
     # articles labelled by functions independent of the baseline, core/labeling/silver.py), or
@@ -423,6 +437,7 @@ class NewsmlConfig(_Strict):
     splits: SplitsConfig = SplitsConfig()
     training: TrainingConfig = TrainingConfig()
     mlflow: MlflowConfig = MlflowConfig()
+    warehouse: WarehouseConfig = WarehouseConfig()
     gate: GateConfig = GateConfig()
     drift: DriftConfig = DriftConfig()
     serving: ServingConfig = ServingConfig()
@@ -537,7 +552,18 @@ class Settings(BaseModel):
 
     @property
     def warehouse_path(self) -> Path:
+        """The DuckDB warehouse file (used unless a Postgres warehouse is configured)."""
         return self.home / "warehouse.duckdb"
+
+    @property
+    def warehouse_target(self) -> str:
+        """NEWSML_WAREHOUSE_URL > warehouse.url > the DuckDB file: what `Warehouse(...)` opens."""
+        env = os.environ.get("NEWSML_WAREHOUSE_URL")
+        if env:
+            if not env.startswith(("postgresql://", "postgres://")):
+                raise ConfigError(f"NEWSML_WAREHOUSE_URL must be a postgresql:// URL, got {env!r}")
+            return env
+        return self.config.warehouse.url or str(self.warehouse_path)
 
     @property
     def feedback_dir(self) -> Path:

@@ -51,6 +51,31 @@ def newsml_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     # mlflow.set_tracking_uri() also exports MLFLOW_TRACKING_URI, which Settings honours: without
     # this an earlier test's MLflow store (and its champion) would leak into this test.
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("NEWSML_WAREHOUSE_URL", raising=False)  # a Postgres warehouse is opted into
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
     return home
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One throwaway Postgres server for the whole run (see postgres_server.py); skips without it."""
+    from newsml_pipeline_tests.postgres_server import PostgresServer, find_bin_dir
+
+    bin_dir = find_bin_dir()
+    if bin_dir is None:
+        pytest.skip(
+            "Postgres binaries (initdb, pg_ctl, postgres) not found on PATH, NEWSML_PG_BIN or "
+            "/usr/lib/postgresql/*/bin; install Debian's `postgresql` package to run the Postgres tests"
+        )
+    server = PostgresServer(bin_dir).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def warehouse_target(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """What `Warehouse(...)` opens, once per backend: a DuckDB file, or a fresh Postgres database."""
+    if request.param == "duckdb":
+        return str(tmp_path / "warehouse.duckdb")
+    return request.getfixturevalue("postgres_server").create_database()

@@ -39,7 +39,7 @@ class NewsmlSettings(dg.ConfigurableResource):
 
 
 class WarehouseResource(dg.ConfigurableResource):
-    """The DuckDB warehouse file holding one table per tabular asset."""
+    """The warehouse holding one table per tabular asset: a DuckDB file path or a postgresql:// URL."""
 
     path: str
 

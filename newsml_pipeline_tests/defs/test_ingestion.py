@@ -29,6 +29,15 @@ def _materialize(settings, partition: str) -> dg.ExecuteInProcessResult:
     )
 
 
+@pytest.fixture(autouse=True)
+def backend(warehouse_target: str, newsml_home: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test here runs on both warehouses: the DuckDB file and a Postgres database (set after
+    newsml_home, which clears NEWSML_WAREHOUSE_URL)."""
+    if warehouse_target.startswith("postgresql://"):
+        monkeypatch.setenv("NEWSML_WAREHOUSE_URL", warehouse_target)
+    return warehouse_target
+
+
 @pytest.fixture
 def dated_inbox(tmp_path: Path) -> Path:
     rows = [
@@ -66,13 +75,14 @@ def dated_inbox(tmp_path: Path) -> Path:
     return folder
 
 
-def test_partition_boundaries_rerun_and_uniqueness(make_settings, dated_inbox: Path) -> None:
+def test_partition_boundaries_rerun_and_uniqueness(make_settings, dated_inbox: Path, backend: str) -> None:
     settings = make_settings(sources=[{"name": "inbox", "kind": "local", "path": str(dated_inbox)}])
     assert _materialize(settings, "2026-11-21").success
-    wh = Warehouse(settings.warehouse_path)
+    wh = Warehouse(settings.warehouse_target)
     day21 = wh.read("raw_articles").sort("article_id")
     # 23:59:59 on the 20th belongs to the 20th; midnight UTC starts the 21st; b/c collapse to one.
     assert len(day21) == 2
+    assert wh.dialect == ("postgres" if backend.startswith("postgresql://") else "duckdb")
     assert set(day21["gold_label"].drop_nulls().to_list()) == {"sport"}
 
     assert _materialize(settings, "2026-11-21").success  # re-run: nothing changes
@@ -104,7 +114,7 @@ def test_failing_source_does_not_sink_the_others(make_settings, dated_inbox: Pat
     mat = result.asset_materializations_for_node("raw_articles")[0]
     assert mat.metadata["source_errors"].value >= 2  # the bad line and the missing dataset
     assert "gone" in mat.metadata["sources"].value
-    rows = Warehouse(settings.warehouse_path).read("raw_articles")
+    rows = Warehouse(settings.warehouse_target).read("raw_articles")
     assert set(rows["source"].to_list()) == {"inbox", "broken"}
 
 
@@ -133,7 +143,7 @@ def test_raw_articles_from_a_loopback_feed_fills_the_table_and_reruns_change_not
     )
     first = _materialize(settings, "2023-01-02")
     assert first.success
-    wh = Warehouse(settings.warehouse_path)
+    wh = Warehouse(settings.warehouse_target)
     rows = wh.read("raw_articles").sort("article_id")
     titles = set(rows["title"].to_list())
     # the good and the redirected page are extracted; 404 and robots-blocked fall back to summaries

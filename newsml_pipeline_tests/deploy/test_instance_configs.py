@@ -57,13 +57,15 @@ def test_postgres_url_comes_from_the_env_values(pg_env) -> None:
     _, processed = load_instance(POSTGRES_YAML)
     # The password is URL-quoted: a secret with '@' or a space still gives a working URL.
     assert pg_url_from_config(processed["storage_data"]) == (
-        "postgresql://dagster:p%40ss%20word@db.example:6543/dagster"
+        "postgresql+psycopg2://dagster:p%40ss%20word@db.example:6543/dagster"
     )
 
 
 @pytest.mark.parametrize("path", INSTANCE_YAMLS, ids=lambda p: p.name)
 def test_no_secret_is_written_in_the_file(path: Path, pg_env, monkeypatch: pytest.MonkeyPatch) -> None:
     db = yaml.safe_load(path.read_text())["storage"]["postgres"]["postgres_db"]
+    # every value comes from the environment; only the driver name is written here
+    assert db.pop("scheme") == "postgresql+psycopg2"
     assert all(isinstance(v, dict) and set(v) == {"env"} for v in db.values()), db
     monkeypatch.delenv("DAGSTER_PG_PASSWORD")
     with pytest.raises(Exception, match="DAGSTER_PG_PASSWORD"):

@@ -180,8 +180,8 @@ def test_any_category_name_is_shown_as_text_and_stored_exactly(browser, tmp_path
     labels = ["Sci/Tech", "Economy & business", '<img src=x onerror="window.pwned=1">World']
     wh = make_home(tmp_path, ["a1", "a2"])
     write_queue(wh, ["a1", "a2"], suggested=["Economy & business", None])
-    with wh.transaction() as con:
-        con.execute("UPDATE review_queue SET url = 'javascript:alert(1)' WHERE article_id = 'a1'")
+    with wh.transaction() as s:
+        s.execute("UPDATE review_queue SET url = 'javascript:alert(1)' WHERE article_id = 'a1'")
     service = LabellingService(
         warehouse=wh,
         store=FeedbackStore(store_path(tmp_path / "feedback")),

@@ -31,6 +31,7 @@ from typing import Any
 import polars as pl
 
 from newsml_pipeline.core.data.articles import with_partition_date
+from newsml_pipeline.core.data.dialect import sql_type
 from newsml_pipeline.core.data.near_duplicates import (
     INDEX_SCHEMA,
     INDEX_TABLE,
@@ -53,26 +54,7 @@ STORE_EXTRA: dict[str, pl.DataType] = {
 }
 STORE_SCHEMA: dict[str, pl.DataType] = {**RAW_ARTICLES, **STORE_EXTRA}
 
-_SQL_TYPES = {
-    pl.String(): "VARCHAR",
-    UTC_DT: "TIMESTAMPTZ",
-    pl.Date(): "DATE",
-    pl.Boolean(): "BOOLEAN",
-    pl.Int32(): "INTEGER",
-}
-
-_DDL = (
-    f"CREATE TABLE IF NOT EXISTS {STORE_TABLE} ("
-    + ", ".join(
-        f"{c} {_SQL_TYPES[t]}" + (" PRIMARY KEY" if c == "article_id" else "")
-        for c, t in STORE_SCHEMA.items()
-    )
-    + ")"
-)
-_INDEX_DDL = (
-    f"CREATE TABLE IF NOT EXISTS {INDEX_TABLE} "
-    "(article_id VARCHAR PRIMARY KEY, partition_date DATE, minhash BLOB)"
-)
+INDEX_KEY = "article_id"
 
 # The upsert. In SET, bare `crawled_articles.x` is the stored value and `excluded.x` the new one;
 # every right-hand side sees the stored row as it was before this statement.
@@ -148,18 +130,21 @@ class ArticleStore:
         Once per instance: it takes the write lock, and every read of a day would otherwise too."""
         if self._ensured:
             return
-        with self.wh.transaction() as con:
-            had = _exists(con, STORE_TABLE)
-            con.execute(_DDL)
-            con.execute(_INDEX_DDL)
-            if not had and _exists(con, "raw_articles"):
-                cols = {r[0] for r in con.execute("DESCRIBE raw_articles").fetchall()}
-                select = ", ".join(c if c in cols else _seed_default(c) for c in STORE_SCHEMA)
-                con.execute(
+        with self.wh.transaction(lock=(STORE_TABLE, INDEX_TABLE)) as s:
+            had = s.table_exists(STORE_TABLE)
+            s.create_table(STORE_TABLE, STORE_SCHEMA, primary_key="article_id")
+            s.create_table(INDEX_TABLE, INDEX_SCHEMA, primary_key=INDEX_KEY)
+            if not had and s.table_exists("raw_articles"):
+                cols = set(s.columns("raw_articles"))
+                select = ", ".join(
+                    c if c in cols else _seed_default(c, STORE_SCHEMA[c], dialect=s.dialect)
+                    for c in STORE_SCHEMA
+                )
+                s.execute(
                     f"INSERT INTO {STORE_TABLE} ({', '.join(STORE_SCHEMA)}) SELECT {select} FROM raw_articles "
                     "ON CONFLICT (article_id) DO NOTHING"
                 )
-                n = con.execute(f"SELECT count(*) FROM {STORE_TABLE}").fetchone()[0]
+                n = s.scalar(f"SELECT count(*) FROM {STORE_TABLE}")
                 log.info("seeded %s with the %d rows already in raw_articles", STORE_TABLE, n)
         self._ensured = True
 
@@ -240,15 +225,18 @@ class ArticleStore:
             how="diagonal_relaxed",
         ).with_columns(pl.lit(None, UTC_DT).alias("updated_at"), pl.lit(0, pl.Int32()).alias("revisions"))
         rows = conform(rows, STORE_SCHEMA, table=STORE_TABLE).select(list(STORE_SCHEMA))
-        with self.wh.transaction() as con:
-            con.register("_store_batch", rows.to_arrow())
-            con.register("_index_rows", index_rows.to_arrow())
-            try:
-                con.execute(f"INSERT INTO {INDEX_TABLE} SELECT * FROM _index_rows ON CONFLICT DO NOTHING")
-                con.execute(_UPSERT)
-            finally:
-                con.unregister("_store_batch")
-                con.unregister("_index_rows")
+        # Postgres: writers of the store queue (like DuckDB's one writer), so concurrent runs never
+        # deadlock on each other's keys; the upsert itself is safe either way.
+        with self.wh.transaction(lock=(STORE_TABLE, INDEX_TABLE)) as s:
+            s.register("_store_batch", rows)
+            s.register("_index_rows", index_rows)
+            cols = ", ".join(INDEX_SCHEMA)
+            s.execute(
+                f"INSERT INTO {INDEX_TABLE} ({cols}) SELECT {cols} FROM _index_rows ON CONFLICT DO NOTHING"
+            )
+            s.execute(_UPSERT)
+            s.unregister("_store_batch")
+            s.unregister("_index_rows")
         log.info("%s: %s", STORE_TABLE, {k: v for k, v in stats.as_dict().items() if k != "new_per_day"})
         return stats
 
@@ -301,24 +289,17 @@ class ArticleStore:
         return dict(df.sort("partition_date").iter_rows())
 
 
-def _exists(con, table: str) -> bool:
-    return bool(
-        con.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_name = ? AND table_schema = 'main'",
-            [table],
-        ).fetchone()[0]
-    )
+def _seed_default(col: str, dtype: pl.DataType, *, dialect: str) -> str:
+    """Value of a store column when seeding from an older raw_articles that lacks it.
 
-
-def _seed_default(col: str) -> str:
-    """Value of a store column when seeding from an older raw_articles that lacks it."""
+    A typed NULL: Postgres will not put an untyped NULL into a TIMESTAMPTZ column of a SELECT."""
     if col == "last_seen_at":
         return "fetched_at"
     if col == "revisions":
         return "0"
     if col == "text_from_summary":
         return "false"
-    return "NULL"
+    return f"CAST(NULL AS {sql_type(dtype, dialect=dialect)})"
 
 
 def check_no_loss(old_ids: set[str], new_ids: set[str], *, where: str) -> None:

@@ -19,13 +19,12 @@ from datetime import date
 from pathlib import Path
 from typing import Literal
 
-import duckdb
 import polars as pl
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 
-from newsml_pipeline.core.data.warehouse import Warehouse
+from newsml_pipeline.core.data.warehouse import Session, Warehouse
 from newsml_pipeline.core.labeling.feedback import FeedbackResult, feedback_files, parse_feedback_dir
 from newsml_pipeline.core.labeling.feedback_store import (
     AnswerIdConflict,
@@ -162,7 +161,7 @@ class LabellingService:
     def from_settings(cls, settings, *, labeller: str | None = None) -> LabellingService:  # noqa: ANN001
         cfg = settings.config
         return cls(
-            warehouse=Warehouse(settings.warehouse_path),
+            warehouse=Warehouse(settings.warehouse_target),
             store=FeedbackStore(store_path(settings.feedback_dir)),
             feedback_dir=settings.feedback_dir,
             labels=cfg.labels.names,
@@ -177,22 +176,20 @@ class LabellingService:
 
     # ------------------------------------------------------------ queue
 
-    def _queue_problem(self, con: duckdb.DuckDBPyConnection, tables: set[str]) -> str | None:
+    def _queue_problem(self, con: Session, tables: set[str]) -> str | None:
         if QUEUE_TABLE not in tables:
             return (
-                f"The table {QUEUE_TABLE!r} does not exist yet in {self.wh.path}: materialize review_queue "
+                f"The table {QUEUE_TABLE!r} does not exist yet in {self.wh.location}: materialize review_queue "
                 "first (Dagster UI, or `dagster asset materialize -m newsml_pipeline.definitions "
                 "--select review_queue --partition <day>`), then reload this page."
             )
-        have = {r[0] for r in con.execute(f"DESCRIBE {QUEUE_TABLE}").fetchall()}
+        have = set(con.columns(QUEUE_TABLE))
         missing = [c for c in QUEUE_COLUMNS if c not in have]
         if missing:
             return f"The table {QUEUE_TABLE!r} lacks the columns {missing}: re-materialize review_queue."
         return None
 
-    def _queue(
-        self, con: duckdb.DuckDBPyConnection, tables: set[str], excluded: set[str]
-    ) -> tuple[QueueItem | None, int]:
+    def _queue(self, con: Session, tables: set[str], excluded: set[str]) -> tuple[QueueItem | None, int]:
         """(next item in rank order, how many remain); raises PageError(503) without a queue."""
         problem = self._queue_problem(con, tables)
         if problem:
@@ -200,31 +197,27 @@ class LabellingService:
         in_raw = (
             "AND q.article_id IN (SELECT article_id FROM raw_articles)" if "raw_articles" in tables else ""
         )
-        con.register("_excluded", _ids_frame(excluded).to_arrow())
+        con.register("_excluded", _ids_frame(excluded))
         base = f"FROM {QUEUE_TABLE} q WHERE q.article_id NOT IN (SELECT article_id FROM _excluded) {in_raw}"
-        rows = con.sql(
+        rows = con.query(
             f"SELECT {', '.join('q.' + c for c in QUEUE_COLUMNS)} {base}"
             " ORDER BY q.rank, q.partition_date DESC, q.article_id LIMIT 1"
-        ).pl()
-        remaining = int(con.execute(f"SELECT count(DISTINCT q.article_id) {base}").fetchall()[0][0])
+        )
+        remaining = int(con.scalar(f"SELECT count(DISTINCT q.article_id) {base}"))
         con.unregister("_excluded")
         return (QueueItem.model_validate(rows.row(0, named=True)) if len(rows) else None), remaining
 
     # ------------------------------------------------------------ progress
 
-    def _file_feedback(self, con: duckdb.DuckDBPyConnection, tables: set[str]) -> FeedbackResult:
+    def _file_feedback(self, con: Session, tables: set[str]) -> FeedbackResult:
         """The feedback files, parsed again only when a file or the number of raw articles changes
         (resolving URLs over every raw article is the slow part, and files rarely change)."""
-        n_raw = (
-            int(con.execute("SELECT count(*) FROM raw_articles").fetchall()[0][0])
-            if "raw_articles" in tables
-            else 0
-        )
+        n_raw = int(con.scalar("SELECT count(*) FROM raw_articles")) if "raw_articles" in tables else 0
         files, _ = feedback_files(self.feedback_dir)
         key = (n_raw, tuple((f.name, f.stat().st_mtime_ns, f.stat().st_size) for f in files))
         if self._files_cache is None or self._files_cache[0] != key:
             known = (
-                con.sql("SELECT article_id, url FROM raw_articles").pl()
+                con.query("SELECT article_id, url FROM raw_articles")
                 if "raw_articles" in tables
                 else pl.DataFrame(schema={"article_id": pl.String(), "url": pl.String()})
             )
@@ -234,17 +227,15 @@ class LabellingService:
             )
         return self._files_cache[1]
 
-    def _progress(
-        self, con: duckdb.DuckDBPyConnection, tables: set[str], current: pl.DataFrame
-    ) -> list[ClassProgress]:
+    def _progress(self, con: Session, tables: set[str], current: pl.DataFrame) -> list[ClassProgress]:
         """Trusted labels per class as the next label_feedback will count them, and what is still needed."""
         if "raw_articles" in tables:
             # only the rows that can matter: source gold, and the articles labelled on the page
-            con.register("_page_ids", _ids_frame(set(current["article_id"].to_list())).to_arrow())
-            known = con.sql(
+            con.register("_page_ids", _ids_frame(set(current["article_id"].to_list())))
+            known = con.query(
                 "SELECT article_id, url, gold_label FROM raw_articles "
                 "WHERE gold_label IS NOT NULL OR article_id IN (SELECT article_id FROM _page_ids)"
-            ).pl()
+            )
             con.unregister("_page_ids")
         else:
             known = pl.DataFrame(
@@ -272,8 +263,8 @@ class LabellingService:
         """What the page shows: the next article, how many remain, progress per class."""
         current = self.store.current_labels()
         excluded = set(current["article_id"].to_list()) | self.store.skipped_by(self.labeller)
-        with self.wh.connect(read_only=True) as con:  # one connection per request: opening one is slow
-            tables = _tables(con)
+        with self.wh.session(read_only=True) as con:  # one connection per request: opening one is slow
+            tables = con.tables()
             try:
                 item, remaining = self._queue(con, tables, excluded)
                 ready, message = True, None
@@ -297,14 +288,12 @@ class LabellingService:
     # ------------------------------------------------------------ answers
 
     def _check_article(self, article_id: str) -> None:
-        with self.wh.connect(read_only=True) as con:
-            tables = _tables(con)
+        with self.wh.session(read_only=True) as con:
+            tables = con.tables()
 
             def has(table: str) -> bool:
                 return table in tables and bool(
-                    con.execute(
-                        f"SELECT count(*) FROM {table} WHERE article_id = ?", [article_id]
-                    ).fetchall()[0][0]
+                    con.scalar(f"SELECT count(*) FROM {table} WHERE article_id = ?", [article_id])
                 )
 
             if has("raw_articles"):
@@ -348,15 +337,6 @@ class LabellingService:
         except AnswerIdConflict as e:
             raise PageError(409, str(e)) from None
         return _out(rec)
-
-
-def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:
-    return {
-        r[0]
-        for r in con.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'"
-        ).fetchall()
-    }
 
 
 def _ids_frame(ids: set[str]) -> pl.DataFrame:

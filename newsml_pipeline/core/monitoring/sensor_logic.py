@@ -105,27 +105,24 @@ def read_new_scored_rows(warehouse: Any, *, cursor: str | ScoredCursor | None, l
     cur = ScoredCursor.parse(cursor)
     if not warehouse.table_exists(SCORED_TABLE):
         return pl.DataFrame(schema=STREAM_SCHEMA)
-    cols = set(warehouse.columns(SCORED_TABLE))
+    types = warehouse.column_types(SCORED_TABLE)
+    cols = set(types)
     missing = [c for c in STREAM_COLUMNS if c != "auto_label" and c not in cols]
     if missing:
         raise LookupError(
-            f"table {SCORED_TABLE} in {warehouse.path} lacks column(s) {missing} that the drift sensor needs"
+            f"table {SCORED_TABLE} in {warehouse.location} lacks column(s) {missing} that the drift sensor needs"
         )
     if "auto_label" in cols:
         auto_sql, join_sql = "s.auto_label", ""
     elif warehouse.table_exists(LABELED_TABLE):
         auto_sql = "l.label"
         join_sql = (
-            f"LEFT JOIN (SELECT article_id, any_value(label) AS label FROM {LABELED_TABLE} "
+            f"LEFT JOIN (SELECT article_id, min(label) AS label FROM {LABELED_TABLE} "
             "GROUP BY article_id) l ON l.article_id = s.article_id"
         )
     else:
         auto_sql, join_sql = "CAST(NULL AS VARCHAR)", ""
-    ts_type = _query(
-        warehouse,
-        "SELECT data_type FROM information_schema.columns WHERE table_name = ? AND column_name = 'scored_at'",
-        [SCORED_TABLE],
-    ).item()
+    ts_type = types["scored_at"]
     # Compare naive UTC timestamps whatever the column's type (a plain TIMESTAMP is taken as UTC).
     ts_sql = "timezone('UTC', scored_at)" if "TIME ZONE" in str(ts_type).upper() else "scored_at"
     where, params = "", []
@@ -144,18 +141,8 @@ def read_new_scored_rows(warehouse: Any, *, cursor: str | ScoredCursor | None, l
         ORDER BY s.ts, s.article_id
         LIMIT {int(limit)}
     """
-    df = _query(warehouse, sql, params)
-    return _normalise_stream(df, source=f"{warehouse.path}:{SCORED_TABLE}")
-
-
-def _query(warehouse: Any, sql: str, params: list[Any]) -> pl.DataFrame:
-    """Run a read query through the warehouse's connection (waits on its lock like Warehouse.query).
-
-    Warehouse.query calls DuckDBPyConnection.pl(), which duckdb 2.0 no longer has; a relation's
-    .pl() works in duckdb 1.x and 2.x.
-    """
-    with warehouse.connect(read_only=True) as con:
-        return con.sql(sql, params=params).pl()
+    df = warehouse.query(sql, params)
+    return _normalise_stream(df, source=f"{warehouse.location}:{SCORED_TABLE}")
 
 
 def _normalise_stream(rows: pl.DataFrame, *, source: str) -> pl.DataFrame:

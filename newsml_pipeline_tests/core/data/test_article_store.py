@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
-import duckdb
 import polars as pl
 import pytest
 
 from newsml_pipeline.core.data.article_store import STORE_TABLE, ArticleStore, StoreError, check_no_loss
 from newsml_pipeline.core.data.articles import content_hash, with_partition_date
 from newsml_pipeline.core.data.schema import RAW_ARTICLES, conform
-from newsml_pipeline.core.data.warehouse import Warehouse
+from newsml_pipeline.core.data.warehouse import ConstraintViolation, Warehouse
 
 T1 = datetime(2026, 11, 20, 9, tzinfo=UTC)
 T2 = datetime(2026, 11, 21, 9, tzinfo=UTC)
@@ -46,8 +45,9 @@ def batch(rows: list[dict], *, fetched_at: datetime) -> pl.DataFrame:
 
 
 @pytest.fixture
-def store(tmp_path) -> ArticleStore:
-    return ArticleStore(Warehouse(tmp_path / "wh.duckdb"), near_duplicate_threshold=0.8)
+def store(warehouse_target: str) -> ArticleStore:
+    """The store on each backend (DuckDB file, Postgres database)."""
+    return ArticleStore(Warehouse(warehouse_target), near_duplicate_threshold=0.8)
 
 
 def test_rolling_feed_accumulates_and_rereading_changes_nothing(store: ArticleStore) -> None:
@@ -135,12 +135,12 @@ def test_a_story_repeated_on_another_day_is_flagged_near_duplicate(store: Articl
 
 def test_article_id_is_a_real_key_constraint(store: ArticleStore) -> None:
     store.record(batch([{"id": "a", "text": "x " * 50, "published": T1}], fetched_at=T1))
-    with store.wh.connect() as con, pytest.raises(duckdb.ConstraintException):
-        con.execute(f"INSERT INTO {STORE_TABLE} (article_id) VALUES ('a')")
+    with store.wh.session() as s, pytest.raises(ConstraintViolation):
+        s.execute(f"INSERT INTO {STORE_TABLE} (article_id) VALUES ('a')")
 
 
-def test_a_warehouse_from_before_the_store_is_seeded_from_raw_articles(tmp_path) -> None:
-    wh = Warehouse(tmp_path / "old.duckdb")
+def test_a_warehouse_from_before_the_store_is_seeded_from_raw_articles(warehouse_target: str) -> None:
+    wh = Warehouse(warehouse_target)
     legacy = batch([{"id": "old", "text": "kept " * 30, "published": T1}], fetched_at=T1)
     wh.replace_table("raw_articles", legacy)
     store = ArticleStore(wh)

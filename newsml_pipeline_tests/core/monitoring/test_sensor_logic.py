@@ -192,8 +192,8 @@ def _write_scored(wh: Warehouse, rows: pl.DataFrame, *, with_auto: bool, naive_t
 
 
 @pytest.mark.parametrize(("with_auto", "naive_ts"), [(True, False), (False, False), (True, True)])
-def test_read_new_scored_rows_pages_through_the_table(tmp_path, with_auto, naive_ts):
-    wh = Warehouse(tmp_path / "w.duckdb")
+def test_read_new_scored_rows_pages_through_the_table(tmp_path, warehouse_target, with_auto, naive_ts):
+    wh = Warehouse(warehouse_target)
     assert read_new_scored_rows(wh, cursor=None, limit=10).height == 0  # no table yet
     rows = scored_stream(250, seed=12, abstain_every=7)
     # two rows with the same timestamp: the article id breaks the tie
@@ -224,8 +224,8 @@ def test_read_new_scored_rows_pages_through_the_table(tmp_path, with_auto, naive
     assert all(by_id[a] == b for a, b in zip(got["article_id"], got["auto_label"], strict=True))
 
 
-def test_run_drift_tick_end_to_end_over_the_warehouse(tmp_path):
-    wh = Warehouse(tmp_path / "w.duckdb")
+def test_run_drift_tick_end_to_end_over_the_warehouse(tmp_path, warehouse_target):
+    wh = Warehouse(warehouse_target)
     _write_scored(wh, scored_stream(4000, seed=1, shift_at=2000), with_auto=True)
     store = DriftStateStore.in_home(tmp_path)
     cfg = DriftConfig(max_rows_per_tick=1500)
@@ -240,8 +240,8 @@ def test_run_drift_tick_end_to_end_over_the_warehouse(tmp_path):
     assert results[1].run_key.startswith("drift-confidence-2052-")
 
 
-def test_missing_scored_at_column_is_a_clear_error(tmp_path):
-    wh = Warehouse(tmp_path / "w.duckdb")
+def test_missing_scored_at_column_is_a_clear_error(tmp_path, warehouse_target):
+    wh = Warehouse(warehouse_target)
     wh.append("scored_articles", scored_stream(5, seed=1).drop("scored_at"))
     with pytest.raises(LookupError, match="scored_at"):
         read_new_scored_rows(wh, cursor=None, limit=10)
