@@ -362,7 +362,14 @@ def main() -> int:
             client.set_model_version_tag(NAME, version, k, v)
         ref_f1 = measured["fp32"]["macro_f1"]
         predictors: dict[str, Predictor] = {}
+        from newsml_pipeline.core.training.device import cpu_has_native_bf16
+
         for precision in precisions:
+            if precision == "bf16" and not cpu_has_native_bf16():
+                # Emulated bf16 is many times slower than fp32: not a serving option on this CPU
+                # (measure_precisions leaves it out too, so `auto` never picks it here).
+                results["predictor bf16"] = {"error": "skipped: this CPU has no native bf16"}
+                continue
             serving = ServingConfig(batch_size=args.batch_size, reload_interval_s=3600, precision=precision)
             pred = Predictor(
                 resolver=ChampionResolver(

@@ -1,9 +1,13 @@
 """Micro-batching: concurrent requests that arrive within a short window share one forward pass.
 
 A transformer on a CPU answers 16 articles in far less than 16 times one article's time, so under
-load the server gathers whatever is queued (up to `max_articles`, waiting at most `window_s` after
-the first arrival) and runs a single `predict` in one inference thread; each request gets its own
-slice of the answers back. A lone request waits only the window (a few ms).
+load the server gathers whatever is queued (up to `max_articles`) and runs a single `predict` in
+one inference thread; each request gets its own slice of the answers back.
+
+Batches form by themselves: while one forward pass runs, the requests that arrive queue up and
+the next pass takes them all. So a lone request is never held back: it runs as soon as it is
+read. `window_s` only applies when other requests are already queued beside the first one (traffic
+is concurrent): then the batcher waits up to that long for their stragglers.
 """
 
 from __future__ import annotations
@@ -81,6 +85,8 @@ class MicroBatcher:
         else:
             first = await self._queue.get()
         batch, n = [first], len(first.records)
+        # Let the loop queue the requests it has already read (concurrent clients) before deciding.
+        await asyncio.sleep(0)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.window_s
         while n < self.max_articles:
@@ -88,7 +94,7 @@ class MicroBatcher:
                 item = self._queue.get_nowait()
             except asyncio.QueueEmpty:
                 left = deadline - loop.time()
-                if left <= 0:
+                if len(batch) == 1 or left <= 0:  # alone: no waiting for company that is not coming
                     break
                 try:
                     item = await asyncio.wait_for(self._queue.get(), timeout=left)

@@ -124,3 +124,23 @@ def test_auto_without_tags_serves_torch(registry: dict, tmp_path: Path) -> None:
     set_champion(client, registry["name"], registry["versions"][0], reason="test")
     p = _predictor(registry["root"], registry["name"], tmp_path / "cache", precision="auto")
     assert p._backend.precision == "auto"  # noqa: SLF001 - torch backend, bf16 where native
+
+
+def test_export_is_the_fused_graph_and_int8_leaves_embeddings_pooler_and_head_fp32(exported: Path) -> None:
+    """ORT's BERT fusions really ran on the fp32 graph (the agreement with torch above is checked on
+    that fused graph), and int8 covers the encoder MatMuls only."""
+    import onnx
+
+    fp32 = onnx.load(str(onnx_path(exported, "onnx")), load_external_data=False)
+    ops = {n.op_type for n in fp32.graph.node}
+    assert {"SkipLayerNormalization", "BiasGelu"} <= ops, sorted(ops)
+    int8 = onnx.load(str(onnx_path(exported, "onnx-int8")), load_external_data=False)
+    nodes = int8.graph.node
+    assert any(n.op_type == "MatMulInteger" for n in nodes)
+    quantized = {i for n in nodes for i in n.input if i.endswith("_quantized")}
+    assert quantized, "no quantized weights in the int8 graph"
+    assert not [q for q in quantized if "embeddings" in q or "pooler" in q or "classifier" in q], quantized
+    fp32_head = [
+        n for n in nodes if n.op_type in ("MatMul", "Gemm") and any("classifier." in i for i in n.input)
+    ]
+    assert fp32_head, "the classification head is missing from the int8 graph"
