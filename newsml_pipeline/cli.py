@@ -356,9 +356,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="day the topic mix changes (default: days - 3, at least 6)",
     )
     p.add_argument("--per-day", type=int, default=80, help="stories published per simulated day (default 80)")
-    p.add_argument("--crawl-every", type=int, default=6, help="hours between crawls (default 6)")
+    p.add_argument("--crawl-every", type=int, default=8, help="hours between crawls (default 8)")
     p.add_argument("--sensor-every", type=int, default=6, help="hours between drift sensor ticks (default 6)")
-    p.add_argument("--feed-size", type=int, default=40, help="items each section feed lists (default 40)")
+    p.add_argument("--feed-size", type=int, default=25, help="items each section feed lists (default 25)")
     p.add_argument("--epochs", type=int, default=2, help="training epochs per retrain (default 2)")
     p.add_argument(
         "--executor",

@@ -313,7 +313,8 @@ class LivingSystem:
                     if on_retrain is not None:
                         on_retrain(outcome)
             if t.hour % self.sensor_every == 0:
-                for event, outcome in self.sensor_tick(t):
+                # self.site.now: 00:30 after the daily ingest, else the hour
+                for event, outcome in self.sensor_tick(self.site.now):
                     if on_drift is not None:
                         on_drift(event)
                     if on_retrain is not None:

@@ -18,6 +18,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 import yaml
+from dagster._core.instance.ref import InstanceRef
 
 from newsml_pipeline.cli import main
 from newsml_pipeline.newsroom import demo
@@ -72,7 +73,7 @@ def test_the_topic_mix_changes_on_the_change_day() -> None:
         (["--days", "3"], "at least 6 simulated days"),
         (["--days", "8", "--change-day", "2"], "--change-day 2"),
         (["--days", "40"], "more than the 1048"),
-        (["--feed-size", "5"], "too small"),
+        (["--feed-size", "5", "--crawl-every", "12"], "too small"),
         (["--crawl-every", "0"], "at least 1"),
     ],
 )
@@ -147,7 +148,7 @@ def test_short_demo_end_to_end_through_the_cli(tmp_path: Path) -> None:
     }
     env.update(NEWSML_HOME=str(home), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     cmd = [sys.executable, "-m", "newsml_pipeline.cli", "demo", "--days", "6", "--change-day", "6"]
-    cmd += ["--per-day", "60", "--crawl-every", "12", "--sensor-every", "6", "--epochs", "1"]
+    cmd += ["--per-day", "30", "--crawl-every", "12", "--sensor-every", "6", "--epochs", "1"]
     cmd += ["--config-overrides", str(overrides)]
     done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
@@ -164,6 +165,6 @@ def test_short_demo_end_to_end_through_the_cli(tmp_path: Path) -> None:
     assert "newsml demo: summary" in out and "dagster dev" in out and "mlflow ui" in out
     assert "day 1 (" in done.stderr  # progress lines while it ran
     # The runs are in the instance the summary names, tagged as the demo's.
-    with dg.DagsterInstance.from_ref(dg.InstanceRef.from_dir(str(home / "dagster"))) as instance:
+    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home / "dagster"))) as instance:
         runs = instance.get_run_records(filters=dg.RunsFilter(tags={DEMO_TAG: "true"}))
         assert len(runs) == sum(r["runs"].values())
