@@ -321,7 +321,9 @@ def demo_config(home: Path, site: NewsSite, opts: DemoOptions) -> dict[str, Any]
         "labels": {"categories": SCHEMA, "min_confidence": 0.5, "embedding_bf16": False},
         # headlines + one sentence: short on purpose
         "quality": {"min_text_chars": 20},
-        "splits": {"window_days": 90},
+        # a few hundred articles before the first retrain: larger held-out shares give every
+        # class its silver val/test rows
+        "splits": {"window_days": 90, "val_fraction": 0.2, "test_fraction": 0.2},
         "training": {"epochs": opts.epochs, "batch_size": 16, "max_length": opts.max_length},
         "gate": {"evaluation": "auto", "min_test_rows": 30},
         "mlflow": {"tracking_uri": f"sqlite:///{home / 'mlflow.db'}"},

@@ -131,12 +131,14 @@ def test_short_demo_end_to_end_through_the_cli(tmp_path: Path) -> None:
     tiny = make_tiny_classifier_dir(tmp_path, NAMES, texts=[r["title"] for r in load_sample()[:400]])
     overrides = tmp_path / "overrides.yaml"
     # A random tiny model cannot beat MiniLM zero-shot by the gate's margin: the test lowers the
-    # bar so the deployment path runs (the default demo uses the shipped gate).
+    # bar so the deployment path runs (the default demo uses the shipped gate and drift delta).
     overrides.write_text(
         yaml.safe_dump(
             {
                 "training": {"base_model": str(tiny), "batch_size": 32},
                 "gate": {"min_gain_over_baseline": -1.0, "max_drop_vs_champion": 1.0, "min_class_f1": 0.0},
+                # one post-change day of 60 scores: a more sensitive ADWIN than the shipped 0.002
+                "drift": {"delta": 0.05},
             }
         )
     )
@@ -148,7 +150,7 @@ def test_short_demo_end_to_end_through_the_cli(tmp_path: Path) -> None:
     }
     env.update(NEWSML_HOME=str(home), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     cmd = [sys.executable, "-m", "newsml_pipeline.cli", "demo", "--days", "6", "--change-day", "6"]
-    cmd += ["--per-day", "30", "--crawl-every", "12", "--sensor-every", "6", "--epochs", "1"]
+    cmd += ["--per-day", "60", "--crawl-every", "12", "--sensor-every", "6", "--epochs", "1"]
     cmd += ["--config-overrides", str(overrides)]
     done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
