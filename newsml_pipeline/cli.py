@@ -22,6 +22,7 @@ import json
 import logging
 import subprocess
 import sys
+import warnings
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -313,7 +314,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings, out: IO[str]) -> int:
             raise CliError(f"--config-overrides {path}: expected a YAML mapping")
     opts = DemoOptions(
         days=args.days,
-        change_day=args.change_day if args.change_day is not None else max(6, args.days - 3),
+        change_day=args.change_day if args.change_day is not None else max(6, args.days - 2),
         per_day=args.per_day,
         crawl_every=args.crawl_every,
         sensor_every=args.sensor_every,
@@ -323,13 +324,17 @@ def cmd_demo(args: argparse.Namespace, settings: Settings, out: IO[str]) -> int:
         seed=args.seed,
         config_overrides=overrides,
     )
-    # Progress lines: the demo's own logger at INFO (the pipeline's loggers stay at WARNING).
+    # Progress lines: the demo's own logger at INFO on stderr. The pipeline's own logs go to the
+    # run logs in the Dagster instance (dagster.yaml's managed loggers), not to this console.
     demo_log = logging.getLogger("newsml_pipeline.newsroom")
     if not demo_log.handlers:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s demo: %(message)s", "%H:%M:%S"))
         demo_log.addHandler(handler)
     demo_log.setLevel(logging.INFO)
+    if not args.verbose:
+        logging.getLogger("newsml_pipeline").propagate = False
+        warnings.filterwarnings("ignore", message=".*is currently in beta")
     try:
         report = run_demo(opts, home=settings.home, out=out)
     except DemoError as e:
@@ -348,15 +353,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="the living system over a bundled, simulated newsroom (offline): crawl, labels, train, "
         "gate, deploy, drift, retrain",
     )
-    p.add_argument("--days", type=int, default=10, help="simulated days (default 10, at least 6)")
+    p.add_argument("--days", type=int, default=9, help="simulated days (default 9, at least 6)")
     p.add_argument(
         "--change-day",
         type=int,
         default=None,
-        help="day the topic mix changes (default: days - 3, at least 6)",
+        help="day the topic mix changes (default: days - 2, at least 6)",
     )
     p.add_argument("--per-day", type=int, default=80, help="stories published per simulated day (default 80)")
-    p.add_argument("--crawl-every", type=int, default=8, help="hours between crawls (default 8)")
+    p.add_argument("--crawl-every", type=int, default=12, help="hours between crawls (default 12)")
     p.add_argument("--sensor-every", type=int, default=6, help="hours between drift sensor ticks (default 6)")
     p.add_argument("--feed-size", type=int, default=25, help="items each section feed lists (default 25)")
     p.add_argument("--epochs", type=int, default=2, help="training epochs per retrain (default 2)")

@@ -207,10 +207,10 @@ class DemoError(ValueError):
 
 @dataclass
 class DemoOptions:
-    days: int = 10
+    days: int = 9
     change_day: int = 7
     per_day: int = 80
-    crawl_every: int = 8
+    crawl_every: int = 12
     sensor_every: int = 6
     feed_size: int = 25
     epochs: int = 2
