@@ -355,7 +355,8 @@ def demo_config(home: Path, site: NewsSite, opts: DemoOptions) -> dict[str, Any]
         "quality": {"min_text_chars": 20},
         # a few hundred articles before the first retrain: larger held-out shares give every
         # class its silver val/test rows
-        "splits": {"window_days": 90, "val_fraction": 0.2, "test_fraction": 0.2},
+        # class its silver val/test rows (one val row per class is enough to run early stopping)
+        "splits": {"window_days": 90, "val_fraction": 0.2, "test_fraction": 0.2, "min_per_class_eval": 1},
         "training": {"epochs": opts.epochs, "batch_size": 16, "max_length": opts.max_length},
         "gate": {"evaluation": "auto", "min_test_rows": 30},
         "mlflow": {"tracking_uri": f"sqlite:///{home / 'mlflow.db'}"},
