@@ -332,13 +332,18 @@ def cmd_demo(args: argparse.Namespace, settings: Settings, out: IO[str]) -> int:
         handler.setFormatter(logging.Formatter("%(asctime)s demo: %(message)s", "%H:%M:%S"))
         demo_log.addHandler(handler)
     demo_log.setLevel(logging.INFO)
-    if not args.verbose:
-        logging.getLogger("newsml_pipeline").propagate = False
-        warnings.filterwarnings("ignore", message=".*is currently in beta")
+    pipeline_log = logging.getLogger("newsml_pipeline")
+    quiet = not args.verbose
     try:
-        report = run_demo(opts, home=settings.home, out=out)
+        with warnings.catch_warnings():
+            if quiet:
+                pipeline_log.propagate = False
+                warnings.filterwarnings("ignore", message=".*is currently in beta")
+            report = run_demo(opts, home=settings.home, out=out)
     except DemoError as e:
         raise CliError(str(e)) from None
+    finally:
+        pipeline_log.propagate = True
     ok = not report.failed and any(o.verdict == "deployed" for o in report.retrains)
     return 0 if ok else EXIT_FAILED
 
