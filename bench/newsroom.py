@@ -34,7 +34,6 @@ import random
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -45,8 +44,8 @@ sys.path.insert(0, str(REPO))
 import dagster as dg  # noqa: E402
 import yaml  # noqa: E402
 
-from newsml_pipeline.defs.clock import AS_OF_TAG  # noqa: E402
 from newsml_pipeline.newsroom import NewsSite, Story  # noqa: E402
+from newsml_pipeline.newsroom.driver import LivingSystem, write_instance_yaml  # noqa: E402
 
 log = logging.getLogger("bench.newsroom")
 
@@ -303,87 +302,6 @@ def write_config(home: Path, site: NewsSite, args: argparse.Namespace, base_mode
     return path
 
 
-def _defs():
-    from newsml_pipeline.definitions import build_definitions
-
-    return build_definitions()
-
-
-# Reconstructable jobs: the multiprocess executor re-imports this module in every step process.
-def crawl_job():
-    return _defs().resolve_job_def("crawl_job")
-
-
-def ingest_job():
-    return _defs().resolve_job_def("ingest_job")
-
-
-def retrain_job():
-    return _defs().resolve_job_def("retrain_job")
-
-
-JOBS = {
-    "crawl_job": crawl_job,
-    "ingest_job": ingest_job,
-    "retrain_job": retrain_job,
-}
-
-
-@dataclass
-class Tally:
-    runs: collections.Counter = field(default_factory=collections.Counter)
-    failed: collections.Counter = field(default_factory=collections.Counter)
-    retrains_requested: collections.Counter = field(default_factory=collections.Counter)
-    deployed: int = 0
-    blocked: int = 0
-    retrain_failed: int = 0
-    drift_events: list[dict[str, Any]] = field(default_factory=list)
-    run_seconds: collections.Counter = field(default_factory=collections.Counter)
-
-
-def run(
-    instance: dg.DagsterInstance,
-    name: str,
-    *,
-    as_of: datetime,
-    tally: Tally,
-    tags: dict[str, str] | None = None,
-    assets: list[str] | None = None,
-) -> dg.ExecutionResult:
-    """One run through the instance with the multiprocess executor (each step in its own process)."""
-    t0 = time.monotonic()
-    with dg.execute_job(
-        dg.reconstructable(JOBS[name]),
-        instance=instance,
-        tags={AS_OF_TAG: as_of.isoformat(), **(tags or {})},
-        asset_selection=[dg.AssetKey(a) for a in assets] if assets else None,
-    ) as result:
-        ok = result.success
-        events = result.all_events
-    kind = f"{name}[{','.join(assets)}]" if assets else name
-    tally.runs[kind] += 1
-    tally.run_seconds[kind] += time.monotonic() - t0
-    if not ok:
-        tally.failed[kind] += 1
-        failures = [e.step_key for e in events if e.event_type_value == "STEP_FAILURE"]
-        log.warning("%s run %s failed at %s (steps %s)", name, result.run_id, as_of, failures)
-    if name == "retrain_job":
-        mats = {
-            e.asset_key.to_user_string()
-            for e in events
-            if e.event_type_value == "ASSET_MATERIALIZATION" and e.asset_key
-        }
-        checks = [e.event_specific_data for e in events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
-        gate = [c for c in checks if c.check_name == "evaluation_gate"]
-        if "deployed_model" in mats:
-            tally.deployed += 1
-        elif gate and not gate[0].passed:
-            tally.blocked += 1
-        else:
-            tally.retrain_failed += 1
-    return result
-
-
 def editor_labels(home: Path, site: NewsSite, day: date, share: float, rng: random.Random) -> int:
     """A person labels `share` of the day's stored articles through the feedback folder."""
     import duckdb
@@ -411,12 +329,6 @@ def editor_labels(home: Path, site: NewsSite, day: date, share: float, rng: rand
     return len(picked)
 
 
-def _sensor_tick(defs: dg.Definitions, instance: dg.DagsterInstance, cursor: str | None):
-    sensor = defs.resolve_sensor_def("drift_sensor")
-    ctx = dg.build_sensor_context(instance=instance, cursor=cursor, resources=defs.resources)
-    return sensor(ctx)
-
-
 def simulate(args: argparse.Namespace, home: Path) -> dict[str, Any]:
     started = time.monotonic()
     stories = make_stories(
@@ -435,15 +347,10 @@ def simulate(args: argparse.Namespace, home: Path) -> dict[str, Any]:
             make_tiny_classifier_dir(home, [c["name"] for c in SCHEMA], texts=[s.text for s in stories[:200]])
         )
     rng = random.Random(args.seed)
-    tally = Tally()
     with NewsSite(stories, feed_size=args.feed_size) as site:
         cfg_path = write_config(home, site, args, base_model)
         dagster_home = home / "dagster"
-        dagster_home.mkdir(parents=True, exist_ok=True)
-        (dagster_home / "dagster.yaml").write_text(
-            "python_logs:\n  managed_python_loggers: [newsml_pipeline]\n  python_log_level: INFO\n"
-            "telemetry:\n  enabled: false\n"
-        )
+        write_instance_yaml(dagster_home)
         os.environ.update(
             {
                 "NEWSML_HOME": str(home),
@@ -453,75 +360,38 @@ def simulate(args: argparse.Namespace, home: Path) -> dict[str, Any]:
             }
         )
         os.environ.pop("MLFLOW_TRACKING_URI", None)
-        defs = _defs()
         instance = dg.DagsterInstance.get()
-        daily = defs.resolve_schedule_def("daily_ingest_schedule")
-        weekly = defs.resolve_schedule_def("weekly_retrain_schedule")
-        hourly = defs.resolve_schedule_def("hourly_crawl_schedule")
-        cursor: str | None = None
-        change_at = datetime(START.year, START.month, START.day, tzinfo=UTC) + timedelta(
-            days=args.change_day - 1
+        system = LivingSystem(
+            instance,
+            site,
+            executor="multiprocess",
+            crawl_every=args.crawl_every,
+            sensor_every=args.sensor_every,
         )
-        end = datetime(START.year, START.month, START.day, tzinfo=UTC) + timedelta(days=args.days, hours=2)
-        t = datetime(START.year, START.month, START.day, tzinfo=UTC)
-        detection: dict[str, Any] | None = None
-        while t <= end:
-            site.now = t
-            if t.hour % args.crawl_every == 0:
-                ctx = dg.build_schedule_context(
-                    instance=instance, scheduled_execution_time=t, resources=defs.resources
-                )
-                for _ in hourly.evaluate_tick(ctx).run_requests or []:
-                    run(instance, "crawl_job", as_of=t, tally=tally)
-            if t.hour == 0 and t > datetime(START.year, START.month, START.day, tzinfo=UTC):
-                tick = t + timedelta(minutes=30)
-                site.now = tick
-                ctx = dg.build_schedule_context(
-                    instance=instance, scheduled_execution_time=tick, resources=defs.resources
-                )
-                for req in daily(ctx):
-                    run(
-                        instance,
-                        "ingest_job",
-                        as_of=tick,
-                        tally=tally,
-                        tags={"dagster/partition": req.partition_key, **(req.tags or {})},
-                    )
-                yesterday = (tick - timedelta(days=1)).date()
-                n = editor_labels(home, site, yesterday, args.editor_share, rng)
-                log.info("day %s ingested; the editor labelled %d articles", yesterday, n)
-            if t.weekday() == 0 and t.hour == 3:
-                ctx = dg.build_schedule_context(
-                    instance=instance, scheduled_execution_time=t, resources=defs.resources
-                )
-                for req in weekly.evaluate_tick(ctx).run_requests or []:
-                    tally.retrains_requested["schedule"] += 1
-                    run(instance, "retrain_job", as_of=t, tally=tally, tags=dict(req.tags or {}))
-            if t.hour % args.sensor_every == 0:
-                res = _sensor_tick(defs, instance, cursor)
-                cursor = res.cursor or cursor
-                for req in res.run_requests or []:
-                    tags = dict(req.tags or {})
-                    tally.retrains_requested["drift"] += 1
-                    event = {
-                        "sim_time": t.isoformat(),
-                        "signal": tags.get("newsml/drift_signal"),
-                        "position": tags.get("newsml/drift_position"),
-                    }
-                    tally.drift_events.append(event)
-                    if detection is None and t >= change_at:
-                        detection = {**event, "real_time": datetime.now(UTC)}
-                    run(instance, "retrain_job", as_of=t, tally=tally, tags=tags)
-            t += timedelta(hours=1)
-            if t.hour == 0:
-                log.info(
-                    "simulated %s: %s runs so far, %.0f s",
-                    (t - timedelta(days=1)).date(),
-                    dict(tally.runs),
-                    time.monotonic() - started,
-                )
+        start = datetime(START.year, START.month, START.day, tzinfo=UTC)
+        change_at = start + timedelta(days=args.change_day - 1)
+        end = start + timedelta(days=args.days, hours=2)
+        detection: dict[str, Any] = {}
+
+        def after_ingest(day: date) -> None:
+            n = editor_labels(home, site, day, args.editor_share, rng)
+            log.info("day %s ingested; the editor labelled %d articles", day, n)
+
+        def on_drift(event: dict[str, Any]) -> None:
+            if not detection and datetime.fromisoformat(event["sim_time"]) >= change_at:
+                detection.update(event, real_time=datetime.now(UTC))
+
+        def on_day(day: date) -> None:
+            log.info(
+                "simulated %s: %s runs so far, %.0f s",
+                day,
+                dict(system.tally.runs),
+                time.monotonic() - started,
+            )
+
+        system.simulate(start, end, after_ingest=after_ingest, on_drift=on_drift, on_day=on_day)
         sim_seconds = time.monotonic() - started
-        report = measure(args, home, site, instance, tally, change_at, detection, end)
+        report = measure(args, home, site, system, change_at, detection or None, end)
         report["wall_s"] = {
             "simulation": round(sim_seconds, 1),
             "total": round(time.monotonic() - started, 1),
@@ -530,7 +400,7 @@ def simulate(args: argparse.Namespace, home: Path) -> dict[str, Any]:
 
 
 def measure(
-    args, home: Path, site: NewsSite, instance, tally: Tally, change_at: datetime, detection, end: datetime
+    args, home: Path, site: NewsSite, system: LivingSystem, change_at: datetime, detection, end: datetime
 ) -> dict[str, Any]:
     import duckdb
     import mlflow
@@ -565,12 +435,10 @@ def measure(
     # Backfill every day again, in one run, with the feeds as they are now (everything rolled).
     before = set(raw_ids)
     if days:
-        run(
-            instance,
+        system.run(
             "ingest_job",
             assets=["raw_articles"],
             as_of=end,
-            tally=tally,
             tags={
                 "dagster/asset_partition_range_start": days[0].isoformat(),
                 "dagster/asset_partition_range_end": days[-1].isoformat(),
@@ -578,6 +446,7 @@ def measure(
         )
     with duckdb.connect(wh, read_only=True) as con:
         after = set(con.execute("SELECT article_id, partition_date FROM raw_articles").fetchall())
+    tally = system.tally
     mlflow.set_tracking_uri(f"sqlite:///{home / 'mlflow.db'}")
     runs = mlflow.search_runs(search_all_experiments=True, output_format="list")
     evals = [r for r in runs if r.data.tags.get("newsml.run_kind") == "evaluation"]

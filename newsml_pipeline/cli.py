@@ -2,6 +2,7 @@
 
 Settings come from NEWSML_HOME / NEWSML_CONFIG (`Settings.from_env()`), like the Dagster code.
 
+  newsml demo [--days N]                            the living system over a bundled newsroom
   newsml run [--date YYYY-MM-DD] [--retrain]        materialize ingest_job (+ retrain_job)
   newsml predict "some article text" [--title T]     one article -> one JSON line
   newsml predict --file articles.jsonl              JSONL of {title?, text, id?} -> JSONL
@@ -21,6 +22,7 @@ import json
 import logging
 import subprocess
 import sys
+import warnings
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -297,10 +299,88 @@ def cmd_run(args: argparse.Namespace, settings: Settings, out: IO[str]) -> int:
     return 0 if ok else EXIT_FAILED
 
 
+def cmd_demo(args: argparse.Namespace, settings: Settings, out: IO[str]) -> int:
+    from newsml_pipeline.newsroom.demo import DemoError, DemoOptions, run_demo
+
+    overrides = {}
+    if args.config_overrides:
+        import yaml
+
+        path = Path(args.config_overrides)
+        if not path.is_file():
+            raise CliError(f"--config-overrides {path}: no such file")
+        overrides = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        if not isinstance(overrides, dict):
+            raise CliError(f"--config-overrides {path}: expected a YAML mapping")
+    opts = DemoOptions(
+        days=args.days,
+        change_day=args.change_day if args.change_day is not None else max(6, args.days - 2),
+        per_day=args.per_day,
+        crawl_every=args.crawl_every,
+        sensor_every=args.sensor_every,
+        feed_size=args.feed_size,
+        epochs=args.epochs,
+        executor=args.executor,
+        seed=args.seed,
+        config_overrides=overrides,
+    )
+    # Progress lines: the demo's own logger at INFO on stderr. The pipeline's own logs go to the
+    # run logs in the Dagster instance (dagster.yaml's managed loggers), not to this console.
+    demo_log = logging.getLogger("newsml_pipeline.newsroom")
+    if not demo_log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s demo: %(message)s", "%H:%M:%S"))
+        demo_log.addHandler(handler)
+    demo_log.setLevel(logging.INFO)
+    pipeline_log = logging.getLogger("newsml_pipeline")
+    quiet = not args.verbose
+    try:
+        with warnings.catch_warnings():
+            if quiet:
+                pipeline_log.propagate = False
+                warnings.filterwarnings("ignore", message=".*is currently in beta")
+            report = run_demo(opts, home=settings.home, out=out)
+    except DemoError as e:
+        raise CliError(str(e)) from None
+    finally:
+        pipeline_log.propagate = True
+    ok = not report.failed and any(o.verdict == "deployed" for o in report.retrains)
+    return 0 if ok else EXIT_FAILED
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="newsml", description="newsml_pipeline command line")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level to stderr")
     sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser(
+        "demo",
+        help="the living system over a bundled, simulated newsroom (offline): crawl, labels, train, "
+        "gate, deploy, drift, retrain",
+    )
+    p.add_argument("--days", type=int, default=9, help="simulated days (default 9, at least 6)")
+    p.add_argument(
+        "--change-day",
+        type=int,
+        default=None,
+        help="day the topic mix changes (default: days - 2, at least 6)",
+    )
+    p.add_argument("--per-day", type=int, default=80, help="stories published per simulated day (default 80)")
+    p.add_argument("--crawl-every", type=int, default=12, help="hours between crawls (default 12)")
+    p.add_argument("--sensor-every", type=int, default=6, help="hours between drift sensor ticks (default 6)")
+    p.add_argument("--feed-size", type=int, default=25, help="items each section feed lists (default 25)")
+    p.add_argument("--epochs", type=int, default=2, help="training epochs per retrain (default 2)")
+    p.add_argument(
+        "--executor",
+        choices=["in_process", "multiprocess"],
+        default="in_process",
+        help="in_process (default): each run's steps in the demo's process; multiprocess: a process "
+        "per step, as the daemon runs them (slower: each step imports torch)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the simulated newsroom")
+    # tests: a YAML mapping merged into the demo's config (e.g. a tiny base model)
+    p.add_argument("--config-overrides", default=None, help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("run", help="materialize ingest_job for a day (and retrain_job with --retrain)")
     p.add_argument("--date", default=None, help="UTC partition YYYY-MM-DD (default: today)")

@@ -9,6 +9,7 @@ benchmark and the demo drive the living system against it without any network.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import threading
@@ -64,6 +65,7 @@ class NewsSite:
         self._now = self.stories[0].visible_from if self.stories else datetime.now(UTC)
         self.down = False
         self.requests = 0
+        self.not_modified = 0
         self._server = ThreadingHTTPServer((host, port), _handler_for(self))
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -182,10 +184,12 @@ def _handler_for(site: NewsSite) -> type[BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
             log.debug("newsroom %s", format % args)
 
-        def _send(self, status: int, body: bytes, ctype: str) -> None:
+        def _send(self, status: int, body: bytes, ctype: str, etag: str | None = None) -> None:
             self.send_response(status)
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(body)))
+            if etag is not None:
+                self.send_header("ETag", etag)
             self.end_headers()
             self.wfile.write(body)
 
@@ -207,7 +211,15 @@ def _handler_for(site: NewsSite) -> type[BaseHTTPRequestHandler]:
                 if story is None:
                     self._send(HTTPStatus.NOT_FOUND, b"no such article", "text/plain")
                 else:
-                    self._send(HTTPStatus.OK, site.page(story), "text/html; charset=utf-8")
+                    # Article pages carry an ETag, as real sites' do: a crawler that read the page
+                    # before gets 304 Not Modified and nothing to extract again.
+                    body = site.page(story)
+                    etag = '"' + hashlib.sha1(body).hexdigest()[:16] + '"'
+                    if self.headers.get("If-None-Match") == etag:
+                        site.not_modified += 1
+                        self._send(HTTPStatus.NOT_MODIFIED, b"", "text/html; charset=utf-8", etag)
+                    else:
+                        self._send(HTTPStatus.OK, body, "text/html; charset=utf-8", etag)
             else:
                 self._send(HTTPStatus.NOT_FOUND, b"not found", "text/plain")
 

@@ -1,0 +1,696 @@
+"""`newsml demo`: the whole living system on this machine, offline, over a bundled newsroom.
+
+A loopback news site (NewsSite) publishes the bundled HuffPost sample (data/README.md: News
+Category Dataset, R. Misra, CC BY 4.0), re-dated onto simulated days, in one rolling RSS feed per
+section with an HTML page per article. The topic mix changes on `change_day`: business and tech
+stories, rare until then, take over. The driver (driver.py) ticks what the Dagster daemon would
+tick — the crawl schedule, the daily ingest, the weekly retrain (Mondays 03:00: the first one
+trains and is evaluated on *silver* labels, there is no gold), the drift sensor — and every run
+goes into the normal Dagster instance, the warehouse and MLflow under NEWSML_HOME, so
+`dagster dev` and `mlflow ui` show it all afterwards.
+
+State: NEWSML_HOME holds a marker (`demo.json`); a second demo in the same home starts clean (the
+previous demo's files and its Dagster runs are removed, and the demo says so). A home holding
+state that is not a demo's is refused.
+"""
+
+from __future__ import annotations
+
+import collections
+import gzip
+import json
+import logging
+import os
+import random
+import shutil
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from newsml_pipeline.newsroom.site import NewsSite, Story
+
+log = logging.getLogger(__name__)
+
+DEMO_TAG = "newsml/demo"
+MARKER = "demo.json"
+CONFIG_NAME = "demo.yaml"
+# Entries of a home that are not pipeline state (the repo's data/ ships a README; the Dagster
+# instance may live in data/dagster and is cleaned through its API, demo runs only).
+KEPT = {"README.md", ".gitkeep", "dagster"}
+# A Thursday: the weekly retrain (Mondays 03:00) comes after four simulated days.
+START = date(2026, 10, 1)
+MIN_DAYS = 6
+
+# The six sections of the sample; names exactly as HuffPost writes them.
+SCHEMA: list[dict[str, Any]] = [
+    {
+        "name": "POLITICS",
+        "description": "US politics: the White House, Congress, elections, parties and politicians",
+        "keywords": [
+            "trump",
+            "biden",
+            "republican",
+            "republicans",
+            "democrat",
+            "democrats",
+            "gop",
+            "senate",
+            "senator",
+            "congress",
+            "election",
+            "midterm",
+            "white house",
+            "governor",
+            "supreme court",
+            "voters",
+            "campaign",
+            "abortion",
+            "capitol",
+            "lawmakers",
+        ],
+    },
+    {
+        "name": "ENTERTAINMENT",
+        "description": "films, television, music, celebrities and awards",
+        "keywords": [
+            "movie",
+            "film",
+            "tv",
+            "actor",
+            "actress",
+            "singer",
+            "album",
+            "song",
+            "music",
+            "netflix",
+            "oscar",
+            "oscars",
+            "emmy",
+            "awards",
+            "hollywood",
+            "celebrity",
+            "star",
+            "series",
+            "rapper",
+            "comedian",
+            "reality",
+            "trailer",
+            "show",
+            "host",
+        ],
+    },
+    {
+        "name": "SPORTS",
+        "description": "matches, players, teams, leagues and championships",
+        "keywords": [
+            "nfl",
+            "nba",
+            "mlb",
+            "game",
+            "games",
+            "team",
+            "player",
+            "players",
+            "coach",
+            "season",
+            "championship",
+            "olympics",
+            "olympic",
+            "medal",
+            "league",
+            "football",
+            "basketball",
+            "baseball",
+            "soccer",
+            "tennis",
+            "quarterback",
+            "tournament",
+        ],
+    },
+    {
+        "name": "BUSINESS",
+        "description": "companies, markets, jobs, workers and the economy",
+        "keywords": [
+            "company",
+            "companies",
+            "ceo",
+            "stock",
+            "market",
+            "economy",
+            "jobs",
+            "workers",
+            "labor",
+            "unemployment",
+            "inflation",
+            "prices",
+            "billion",
+            "sales",
+            "stores",
+            "wall street",
+            "bank",
+            "union",
+            "retail",
+            "tariffs",
+        ],
+    },
+    {
+        "name": "TECH",
+        "description": "technology companies, the internet, gadgets, apps and social media",
+        "keywords": [
+            "tech",
+            "technology",
+            "apple",
+            "google",
+            "facebook",
+            "twitter",
+            "instagram",
+            "app",
+            "iphone",
+            "internet",
+            "online",
+            "social media",
+            "users",
+            "privacy",
+            "data",
+            "hackers",
+            "robot",
+            "artificial intelligence",
+            "tiktok",
+            "smartphone",
+        ],
+    },
+    {
+        "name": "WORLD NEWS",
+        "description": "international news: other countries, wars, foreign governments and world leaders",
+        "keywords": [
+            "ukraine",
+            "ukrainian",
+            "russia",
+            "russian",
+            "putin",
+            "kyiv",
+            "china",
+            "war",
+            "invasion",
+            "prime minister",
+            "country",
+            "military",
+            "forces",
+            "troops",
+            "protest",
+            "refugees",
+            "israel",
+            "iran",
+            "united nations",
+            "europe",
+            "taliban",
+            "nuclear",
+        ],
+    },
+]
+
+# Share of each day's stories per category, before and after the change of topic mix.
+MIX_BEFORE = {
+    "POLITICS": 0.28,
+    "WORLD NEWS": 0.24,
+    "ENTERTAINMENT": 0.18,
+    "SPORTS": 0.12,
+    "BUSINESS": 0.10,
+    "TECH": 0.08,
+}
+MIX_AFTER = {
+    "BUSINESS": 0.35,
+    "TECH": 0.17,
+    "SPORTS": 0.23,
+    "ENTERTAINMENT": 0.10,
+    "POLITICS": 0.10,
+    "WORLD NEWS": 0.05,
+}
+
+
+class DemoError(ValueError):
+    """Bad demo options or a home the demo must not touch (the CLI prints it, exit code 2)."""
+
+
+@dataclass
+class DemoOptions:
+    days: int = 9
+    change_day: int = 7
+    per_day: int = 80
+    crawl_every: int = 12
+    sensor_every: int = 6
+    feed_size: int = 25
+    epochs: int = 2
+    max_length: int = 64
+    executor: str = "in_process"
+    seed: int = 0
+    config_overrides: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        if self.days < MIN_DAYS:
+            raise DemoError(
+                f"--days {self.days}: the demo needs at least {MIN_DAYS} simulated days (four before the "
+                "first weekly retrain, one to change the topic mix, one for the drift sensor to see it)"
+            )
+        if not 6 <= self.change_day <= self.days:
+            raise DemoError(
+                f"--change-day {self.change_day}: must be between 6 (after the first retrain on day 5) "
+                f"and --days ({self.days})"
+            )
+        for name in ("per_day", "crawl_every", "sensor_every", "feed_size", "epochs"):
+            if getattr(self, name) < 1:
+                raise DemoError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.crawl_every > 24 or self.sensor_every > 24:
+            raise DemoError("--crawl-every and --sensor-every are hours between ticks, at most 24")
+        if self.executor not in ("in_process", "multiprocess"):
+            raise DemoError(f"--executor {self.executor!r}: in_process or multiprocess")
+        # the busiest section's stories between two crawls, with room for a busy hour
+        busiest = self.per_day * max(*MIX_BEFORE.values(), *MIX_AFTER.values()) * self.crawl_every / 24
+        if busiest * 1.5 > self.feed_size:
+            raise DemoError(
+                f"--feed-size {self.feed_size} is too small for {self.per_day} stories a day crawled every "
+                f"{self.crawl_every} h: items would roll off the busiest feed between crawls"
+            )
+        need = self.per_day * self.days
+        if need > len(load_sample()):
+            raise DemoError(
+                f"--days {self.days} x --per-day {self.per_day} = {need} stories, more than the "
+                f"{len(load_sample())} in the bundled sample"
+            )
+
+
+# ---------------------------------------------------------------- the newsroom
+
+
+def sample_path() -> Path:
+    return Path(str(resources.files("newsml_pipeline.newsroom") / "data" / "huffpost_sample.jsonl.gz"))
+
+
+def load_sample() -> list[dict[str, Any]]:
+    with gzip.open(sample_path(), "rt", encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def section_of(category: str) -> str:
+    """The feed name of a category (`WORLD NEWS` -> `world-news`)."""
+    return "-".join(category.lower().replace("&", " ").split())
+
+
+def make_stories(opts: DemoOptions) -> list[Story]:
+    """`per_day` stories a simulated day, topics drawn from the day's mix, newest sample rows first."""
+    rng = random.Random(opts.seed)
+    pools: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
+    for r in load_sample():
+        pools[r["label"]].append(r)
+    for rows in pools.values():
+        rng.shuffle(rows)
+    used: collections.Counter = collections.Counter()
+    stories: list[Story] = []
+    for d in range(opts.days):
+        mix = MIX_AFTER if d + 1 >= opts.change_day else MIX_BEFORE
+        topics, weights = zip(*mix.items(), strict=True)
+        day = START + timedelta(days=d)
+        for k in range(opts.per_day):
+            topic = rng.choices(topics, weights=weights)[0]
+            if used[topic] >= len(pools[topic]):  # pool spent: the fullest section fills in
+                topic = max(pools, key=lambda t: len(pools[t]) - used[t])
+            r = pools[topic][used[topic]]
+            used[topic] += 1
+            minute = int((k + rng.random()) * 1440 / opts.per_day)
+            published = datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(minutes=minute)
+            stories.append(
+                Story(
+                    id=f"d{d + 1:02d}-{k:03d}-{r['id']}",
+                    title=r["title"],
+                    text=r["text"],
+                    published=published,
+                    section=section_of(r["label"]),
+                    topic=r["label"],
+                )
+            )
+    return stories
+
+
+def demo_config(home: Path, site: NewsSite, opts: DemoOptions) -> dict[str, Any]:
+    cfg: dict[str, Any] = {
+        "sources": [{"name": f"newsroom-{s}", "kind": "rss", "url": site.feed_url(s)} for s in site.sections],
+        "partitions": {"start_date": START.isoformat()},
+        "crawl": {
+            "allow_private_hosts": True,  # the newsroom is on 127.0.0.1
+            "per_host_rps": 200.0,
+            "timeout_s": 10,
+            "retries": 1,
+            "backoff_s": 0.05,
+            "extract_workers": 1,
+            "schedule": f"0 */{opts.crawl_every} * * *",
+        },
+        # bf16 autocast is emulated (4-5x slower than fp32) on CPUs without avx512_bf16/AMX
+        "labels": {"categories": SCHEMA, "min_confidence": 0.5, "embedding_bf16": False},
+        # headlines + one sentence: short on purpose
+        "quality": {"min_text_chars": 20},
+        # a few hundred articles before the first retrain: larger held-out shares give every
+        # class its silver val/test rows
+        # class its silver val/test rows (one val row per class is enough to run early stopping)
+        "splits": {"window_days": 90, "val_fraction": 0.2, "test_fraction": 0.2, "min_per_class_eval": 1},
+        "training": {"epochs": opts.epochs, "batch_size": 16, "max_length": opts.max_length},
+        "gate": {"evaluation": "auto", "min_test_rows": 30},
+        "mlflow": {"tracking_uri": f"sqlite:///{home / 'mlflow.db'}"},
+        "drift": {"cooldown_hours": 24},
+    }
+    return _merge(cfg, opts.config_overrides)
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+# ---------------------------------------------------------------- the home
+
+
+def prepare_home(home: Path) -> str | None:
+    """Make `home` ready for a demo; return what was removed from a previous demo (None = nothing).
+
+    Raises DemoError when the home holds pipeline state that is not a demo's.
+    """
+    home.mkdir(parents=True, exist_ok=True)
+    marker = home / MARKER
+    entries = [p for p in home.iterdir() if p.name not in KEPT]
+    if not marker.exists():
+        if entries:
+            names = ", ".join(sorted(p.name for p in entries)[:6])
+            raise DemoError(
+                f"NEWSML_HOME {home} holds pipeline state that is not from a demo ({names}); the demo "
+                "starts clean and will not delete it. Run it in another home, e.g. "
+                "NEWSML_HOME=./demo-data newsml demo"
+            )
+        return None
+    previous = json.loads(marker.read_text(encoding="utf-8"))
+    for p in entries:
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
+    return f"the previous demo (started {previous.get('started_at', '?')})"
+
+
+def dagster_home_for(home: Path) -> Path:
+    """The instance `newsml run` uses (DAGSTER_HOME, else ./dagster.yaml's folder), else one in the home."""
+    from newsml_pipeline.newsroom.driver import write_instance_yaml
+
+    if os.environ.get("DAGSTER_HOME"):
+        return Path(os.environ["DAGSTER_HOME"]).resolve()
+    if Path("dagster.yaml").is_file():
+        return Path.cwd().resolve()
+    dagster_home = home / "dagster"
+    if not (dagster_home / "dagster.yaml").exists():
+        write_instance_yaml(dagster_home)
+    return dagster_home
+
+
+def delete_demo_runs(instance: Any) -> int:
+    """Remove the runs (and their events) of previous demos from the instance."""
+    import dagster as dg
+
+    records = instance.get_run_records(filters=dg.RunsFilter(tags={DEMO_TAG: "true"}))
+    for rec in records:
+        instance.delete_run(rec.dagster_run.run_id)
+    return len(records)
+
+
+# ---------------------------------------------------------------- running it
+
+
+@dataclass
+class DemoReport:
+    home: Path
+    dagster_home: Path
+    config_path: Path
+    executor: str
+    change_at: datetime
+    published: int = 0
+    stored: int = 0
+    labelled: int = 0
+    label_rows: int = 0
+    label_agreement: float | None = None
+    scored: int = 0
+    runs: dict[str, int] = field(default_factory=dict)
+    run_seconds: dict[str, float] = field(default_factory=dict)
+    failed: dict[str, int] = field(default_factory=dict)
+    retrains: list[Any] = field(default_factory=list)
+    drift_events: list[dict[str, Any]] = field(default_factory=list)
+    wall_s: float = 0.0
+    reset: str | None = None
+
+
+def run_demo(opts: DemoOptions, *, home: Path, out: Any) -> DemoReport:
+    """Run the demo (see the module docstring); progress through logging, the summary to `out`."""
+    opts.validate()
+    started = time.monotonic()
+    home = home.resolve()
+    reset = prepare_home(home)
+    dagster_home = dagster_home_for(home)
+    os.environ["DAGSTER_HOME"] = str(dagster_home)
+    os.environ["NEWSML_HOME"] = str(home)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.pop("NEWSML_EXECUTOR", None)  # the demo runs on this machine
+
+    import dagster as dg
+
+    from newsml_pipeline.newsroom.driver import LivingSystem
+
+    instance = dg.DagsterInstance.get()
+    removed_runs = delete_demo_runs(instance)
+    if reset or removed_runs:
+        reset = f"{reset or 'a previous demo'}: its files in {home} and its {removed_runs} Dagster run(s)"
+        log.info("starting clean: removed %s", reset)
+    (home / MARKER).write_text(
+        json.dumps({"started_at": datetime.now(UTC).isoformat(), "dagster_home": str(dagster_home)}),
+        encoding="utf-8",
+    )
+    stories = make_stories(opts)
+    start = datetime(START.year, START.month, START.day, tzinfo=UTC)
+    change_at = start + timedelta(days=opts.change_day - 1)
+    end = start + timedelta(days=opts.days, hours=1)
+    with NewsSite(stories, feed_size=opts.feed_size) as site:
+        cfg_path = home / CONFIG_NAME
+        cfg_path.write_text(yaml.safe_dump(demo_config(home, site, opts), sort_keys=False), encoding="utf-8")
+        os.environ["NEWSML_CONFIG"] = str(cfg_path)
+        report = DemoReport(
+            home=home,
+            dagster_home=dagster_home,
+            config_path=cfg_path,
+            executor=opts.executor,
+            change_at=change_at,
+        )
+        report.reset = reset
+        log.info(
+            "newsroom at %s: %d stories over %d simulated days from %s, %d sections; topic mix changes on day %d",
+            site.base_url,
+            len(stories),
+            opts.days,
+            START,
+            len(site.sections),
+            opts.change_day,
+        )
+        system = LivingSystem(
+            instance,
+            site,
+            executor=opts.executor,  # type: ignore[arg-type]
+            run_tags={DEMO_TAG: "true"},
+            crawl_every=opts.crawl_every,
+            sensor_every=opts.sensor_every,
+        )
+
+        def after_ingest(day: date) -> None:
+            n = _count(home, "SELECT count(*) FROM raw_articles WHERE partition_date = ?", [day])
+            log.info(
+                "day %d (%s) ingested: %d articles stored, crawled every %d h; %.0f s so far",
+                (day - START).days + 1,
+                day,
+                n,
+                opts.crawl_every,
+                time.monotonic() - started,
+            )
+
+        def on_drift(event: dict[str, Any]) -> None:
+            t = datetime.fromisoformat(event["sim_time"])
+            log.info(
+                "drift sensor at %s: %s signal moved %s -> %s: requests retrain_job",
+                t.strftime("%Y-%m-%d %H:%M"),
+                event["signal"],
+                event["mean_before"],
+                event["mean_after"],
+            )
+
+        def on_retrain(o: Any) -> None:
+            log.info("retrain (%s) at %s: %s", o.trigger, o.as_of.strftime("%Y-%m-%d %H:%M"), describe(o))
+
+        system.simulate(start, end, after_ingest=after_ingest, on_drift=on_drift, on_retrain=on_retrain)
+        report.published = len(site.published_by(end))
+        published_urls = {site.article_url(s.id): s.topic for s in site.published_by(end)}
+    _fill_counts(report, published_urls)
+    tally = system.tally
+    report.runs = dict(tally.runs)
+    report.run_seconds = {k: round(v, 1) for k, v in tally.run_seconds.items()}
+    report.failed = dict(tally.failed)
+    report.retrains = list(tally.retrains)
+    report.drift_events = list(tally.drift_events)
+    report.wall_s = time.monotonic() - started
+    (home / "demo_report.json").write_text(json.dumps(report_dict(report), indent=2, default=str))
+    print_summary(report, out=out)
+    return report
+
+
+def _count(home: Path, sql: str, params: list[Any] | None = None) -> int:
+    import duckdb
+
+    try:
+        with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+            return int(con.execute(sql, params or []).fetchone()[0])
+    except duckdb.CatalogException:
+        return 0
+
+
+def _fill_counts(report: DemoReport, published_urls: dict[str, str | None]) -> None:
+    """Stored / labelled / scored counts from the warehouse, and the auto-labels' agreement with
+    the sample's own categories (measured here only; the pipeline never sees them)."""
+    import duckdb
+
+    with duckdb.connect(str(report.home / "warehouse.duckdb"), read_only=True) as con:
+        urls = {u for (u,) in con.execute("SELECT url FROM crawled_articles").fetchall()}
+        report.stored = sum(1 for u in published_urls if u in urls)
+        rows = con.execute(
+            "SELECT r.url, l.label FROM labeled_articles l JOIN raw_articles r USING (article_id)"
+        ).fetchall()
+        report.scored = int(
+            con.execute("SELECT count(DISTINCT article_id) FROM scored_articles").fetchone()[0]
+        )
+    report.label_rows = len(rows)
+    labelled = [(published_urls.get(u), lab) for u, lab in rows if lab is not None]
+    report.labelled = len(labelled)
+    if labelled:
+        report.label_agreement = sum(1 for truth, lab in labelled if truth == lab) / len(labelled)
+
+
+def describe(o: Any) -> str:
+    if not o.trained:
+        return f"{o.verdict} (failed steps: {', '.join(o.failed_steps) or '?'})"
+    f1 = lambda x: "n/a" if x is None else f"{x:.3f}"  # noqa: E731
+    champ = "" if o.champion_macro_f1 is None else f", champion {f1(o.champion_macro_f1)}"
+    return (
+        f"candidate macro-F1 {f1(o.candidate_macro_f1)} on {o.evaluation_kind or '?'} labels vs zero-shot "
+        f"baseline {f1(o.baseline_macro_f1)}{champ} -> {o.verdict.upper()}"
+    )
+
+
+def drift_delay_hours(report: DemoReport) -> float | None:
+    after = [e for e in report.drift_events if datetime.fromisoformat(e["sim_time"]) >= report.change_at]
+    if not after:
+        return None
+    return (datetime.fromisoformat(after[0]["sim_time"]) - report.change_at).total_seconds() / 3600
+
+
+def report_dict(r: DemoReport) -> dict[str, Any]:
+    return {
+        "articles_published": r.published,
+        "articles_stored": r.stored,
+        "auto_labels": r.labelled,
+        "labelled_rows": r.label_rows,
+        "auto_label_agreement_with_sample_categories": r.label_agreement,
+        "articles_scored": r.scored,
+        "runs": r.runs,
+        "run_seconds": r.run_seconds,
+        "failed_runs": r.failed,
+        "models_trained": sum(1 for o in r.retrains if o.trained),
+        "models_deployed": sum(1 for o in r.retrains if o.verdict == "deployed"),
+        "models_blocked": sum(1 for o in r.retrains if o.verdict == "blocked"),
+        "retrains": [o.__dict__ for o in r.retrains],
+        "drift_change_at": r.change_at.isoformat(),
+        "drift_events": r.drift_events,
+        "drift_delay_hours": drift_delay_hours(r),
+        "executor": r.executor,
+        "wall_s": round(r.wall_s, 1),
+        "reset": r.reset,
+    }
+
+
+def print_summary(r: DemoReport, *, out: Any) -> None:
+    d = report_dict(r)
+    delay = d["drift_delay_hours"]
+    agreement = (
+        ""
+        if r.label_agreement is None
+        else f" ({100 * r.label_agreement:.0f} % agree with HuffPost's category)"
+    )
+    rows = [
+        ("articles published / stored", f"{r.published} / {r.stored}"),
+        ("auto-labels (of articles labelled)", f"{r.labelled} of {r.label_rows}{agreement}"),
+        ("articles scored by a model", str(r.scored)),
+        (
+            "runs (crawl / ingest / retrain)",
+            f"{r.runs.get('crawl_job', 0)} / {r.runs.get('ingest_job', 0)} / {r.runs.get('retrain_job', 0)}"
+            + (f", failed: {r.failed}" if r.failed else ", none failed"),
+        ),
+        (
+            "models trained / deployed / blocked",
+            f"{d['models_trained']} / {d['models_deployed']} / {d['models_blocked']}",
+        ),
+    ]
+    for o in r.retrains:
+        rows.append((f"  retrain {o.as_of:%m-%d %H:%M} ({o.trigger})", describe(o)))
+    rows.append(("topic mix changed", f"{r.change_at:%Y-%m-%d %H:%M} UTC (business and tech take over)"))
+    if r.drift_events:
+        for e in r.drift_events:
+            t = datetime.fromisoformat(e["sim_time"])
+            rows.append(
+                (
+                    f"  drift event {t:%m-%d %H:%M}",
+                    f"{e['signal']} {e['mean_before']} -> {e['mean_after']}, "
+                    f"{(t - r.change_at).total_seconds() / 3600:+.0f} simulated h after the change",
+                )
+            )
+    else:
+        rows.append(("  drift events", "none detected"))
+    rows.append(
+        (
+            "drift delay",
+            "not detected" if delay is None else f"{delay:.0f} simulated hours after the change",
+        )
+    )
+    rows.append(
+        (
+            "executor",
+            f"{r.executor} (steps in {'this process' if r.executor == 'in_process' else 'subprocesses'})",
+        )
+    )
+    rows.append(("wall time", f"{r.wall_s:.0f} s"))
+    w = max(len(a) for a, _ in rows)
+    print("\nnewsml demo: summary", file=out)
+    if r.reset:
+        print(f"(started clean: removed {r.reset})", file=out)
+    for a, b in rows:
+        print(f"  {a:<{w}}  {b}", file=out)
+    print("\nwhere to look next:", file=out)
+    print(
+        f"  DAGSTER_HOME={r.dagster_home} NEWSML_HOME={r.home} NEWSML_CONFIG={r.config_path} "
+        "dagster dev -m newsml_pipeline.definitions"
+        "    # runs, lineage, metadata: http://127.0.0.1:3000",
+        file=out,
+    )
+    print(
+        f"  mlflow ui --backend-store-uri sqlite:///{r.home / 'mlflow.db'}    # training and evaluation runs: http://127.0.0.1:5000",
+        file=out,
+    )
+    print(
+        f"  NEWSML_HOME={r.home} NEWSML_CONFIG={r.config_path} newsml status    # the champion and its evaluation",
+        file=out,
+    )
+    print(f"  report: {r.home / 'demo_report.json'}", file=out, flush=True)

@@ -1,0 +1,175 @@
+"""`newsml demo`: the bundled newsroom, its options, its home, and one short run end to end.
+
+The end-to-end test launches the real `newsml demo` command in a subprocess on a fresh folder
+(no ./dagster.yaml, no ../shared), with a tiny random base model so it fits CI: every published
+article is stored, the weekly retrain reaches a gate verdict on silver labels and deploys, the
+drift sensor requests a retrain after the topic mix changes, and the summary points at the UI.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import yaml
+from dagster._core.instance.ref import InstanceRef
+
+from newsml_pipeline.cli import main
+from newsml_pipeline.newsroom import demo
+from newsml_pipeline.newsroom.demo import (
+    DEMO_TAG,
+    MARKER,
+    SCHEMA,
+    DemoError,
+    DemoOptions,
+    delete_demo_runs,
+    load_sample,
+    make_stories,
+    prepare_home,
+    sample_path,
+)
+from newsml_pipeline_tests.tiny_models import make_tiny_classifier_dir
+
+NAMES = [c["name"] for c in SCHEMA]
+
+
+def test_the_sample_ships_inside_the_package_with_its_attribution() -> None:
+    path = sample_path()
+    assert path.is_file() and path.stat().st_size < 1_000_000
+    rows = load_sample()
+    assert len(rows) == 1048 and len({r["id"] for r in rows}) == len(rows)
+    assert {r["label"] for r in rows} == set(NAMES)
+    readme = (path.parent / "README.md").read_text(encoding="utf-8")
+    for needed in ("Rishabh Misra", "CC BY 4.0", "creativecommons.org/licenses/by/4.0", "arXiv:2209.11429"):
+        assert needed in readme
+    assert "Subset" in readme and "Reformatted" in readme
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        assert json.loads(fh.readline())["source"].startswith("HuffPost")
+
+
+def test_the_topic_mix_changes_on_the_change_day() -> None:
+    opts = DemoOptions(days=8, change_day=6)
+    stories = make_stories(opts)
+    assert len(stories) == opts.days * opts.per_day and len({s.id for s in stories}) == len(stories)
+    first = demo.START
+
+    def share(days: range, topics: set[str]) -> float:
+        picked = [s for s in stories if (s.published.date() - first).days + 1 in days]
+        return sum(s.topic in topics for s in picked) / len(picked)
+
+    new = {"BUSINESS", "TECH"}
+    assert share(range(1, 6), new) < 0.2 < 0.4 < share(range(6, 9), new)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--days", "3"], "at least 6 simulated days"),
+        (["--days", "8", "--change-day", "2"], "--change-day 2"),
+        (["--days", "40"], "more than the 1048"),
+        (["--feed-size", "5", "--crawl-every", "12"], "too small"),
+        (["--crawl-every", "0"], "at least 1"),
+    ],
+)
+def test_bad_options_get_a_clear_error_and_touch_nothing(
+    argv: list[str], message: str, newsml_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["demo", *argv]) == 2
+    err = capsys.readouterr().err
+    assert "newsml: error:" in err and message in err
+    assert list(newsml_home.iterdir()) == []
+
+
+def test_a_home_with_other_state_is_refused(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "warehouse.duckdb").write_bytes(b"not the demo's")
+    (home / "README.md").write_text("the repo's data README")
+    with pytest.raises(DemoError, match="not from a demo"):
+        prepare_home(home)
+    assert (home / "warehouse.duckdb").read_bytes() == b"not the demo's"
+
+
+def test_a_second_demo_starts_clean_and_says_so(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    assert prepare_home(home) is None  # fresh: nothing to remove
+    (home / MARKER).write_text(json.dumps({"started_at": "2026-12-01T00:00:00+00:00"}))
+    (home / "warehouse.duckdb").write_bytes(b"old demo")
+    (home / "models").mkdir()
+    (home / "models" / "m.bin").write_bytes(b"x")
+    (home / "README.md").write_text("kept")
+    said = prepare_home(home)
+    assert said is not None and "2026-12-01" in said
+    assert sorted(p.name for p in home.iterdir()) == ["README.md"]
+
+
+def test_previous_demo_runs_leave_the_instance_and_other_runs_stay() -> None:
+    @dg.op
+    def noop() -> None:
+        return None
+
+    @dg.job
+    def a_job() -> None:
+        noop()
+
+    with dg.instance_for_test() as instance:
+        demo_run = a_job.execute_in_process(instance=instance, tags={DEMO_TAG: "true"})
+        other = a_job.execute_in_process(instance=instance)
+        assert delete_demo_runs(instance) == 1
+        assert instance.get_run_by_id(demo_run.run_id) is None
+        assert instance.get_run_by_id(other.run_id) is not None
+
+
+# > 90 s on 2 shared cores (labelling runs the real MiniLM embeddings); not yet seen to pass on a
+# quiet machine, so it stays out of the default CI set until it is.
+@pytest.mark.slow
+def test_short_demo_end_to_end_through_the_cli(tmp_path: Path) -> None:
+    """6 simulated days (change on day 6), tiny model: the whole loop, through `newsml demo`."""
+    tiny = make_tiny_classifier_dir(tmp_path, NAMES, texts=[r["title"] for r in load_sample()[:400]])
+    overrides = tmp_path / "overrides.yaml"
+    # A random tiny model cannot beat MiniLM zero-shot by the gate's margin: the test lowers the
+    # bar so the deployment path runs (the default demo uses the shipped gate and drift delta).
+    overrides.write_text(
+        yaml.safe_dump(
+            {
+                "training": {"base_model": str(tiny), "batch_size": 32},
+                "gate": {"min_gain_over_baseline": -1.0, "max_drop_vs_champion": 1.0, "min_class_f1": 0.0},
+                # one post-change day of 60 scores: a more sensitive ADWIN than the shipped 0.002
+                "drift": {"delta": 0.05},
+            }
+        )
+    )
+    home = tmp_path / "home"
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DAGSTER_HOME", "MLFLOW_TRACKING_URI", "NEWSML_CONFIG")
+    }
+    env.update(NEWSML_HOME=str(home), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    cmd = [sys.executable, "-m", "newsml_pipeline.cli", "demo", "--days", "6", "--change-day", "6"]
+    cmd += ["--per-day", "60", "--crawl-every", "12", "--sensor-every", "6", "--epochs", "1"]
+    cmd += ["--config-overrides", str(overrides)]
+    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+    r = json.loads((home / "demo_report.json").read_text())
+    assert r["articles_published"] > 0 and r["articles_stored"] == r["articles_published"]
+    assert r["auto_labels"] > 0 and not r["failed_runs"]
+    assert r["models_deployed"] >= 1
+    first = r["retrains"][0]
+    assert first["trigger"] == "schedule" and first["evaluation_kind"] == "silver"
+    assert r["drift_delay_hours"] is not None and r["drift_delay_hours"] >= 0
+    drift = [o for o in r["retrains"] if o["trigger"] == "drift"]
+    assert drift and drift[0]["verdict"] in ("deployed", "blocked")
+    out = done.stdout
+    assert "newsml demo: summary" in out and "dagster dev" in out and "mlflow ui" in out
+    assert "day 1 (" in done.stderr  # progress lines while it ran
+    # The runs are in the instance the summary names, tagged as the demo's.
+    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home / "dagster"))) as instance:
+        runs = instance.get_run_records(filters=dg.RunsFilter(tags={DEMO_TAG: "true"}))
+        assert len(runs) == sum(r["runs"].values())
