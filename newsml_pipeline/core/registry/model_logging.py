@@ -208,26 +208,19 @@ def train_and_log(
         logger.info("MLflow run %s (experiment %s)", run_id, exp_id)
         mlflow.log_params(flat_params(training_cfg, labels=labels))
         rounds: list[dict[str, Any]] | None = None
+        how = {
+            "labels": labels,
+            "training_cfg": training_cfg,
+            "output_dir": Path(work_dir),
+            "run_logger": MlflowRunLogger(run_id),
+            "data_window": data_window,
+        }
         if training_cfg.self_training.rounds > 0:
-            st = self_train(
-                frame,
-                labels=labels,
-                training_cfg=training_cfg,
-                output_dir=Path(work_dir),
-                run_logger=MlflowRunLogger(run_id),
-                data_window=data_window,
-            )
+            st = self_train(frame, **how)
             result, rounds = st.result, st.rows()
             log_self_training(rounds, selected_round=st.selected_round)
         else:
-            result = train_classifier(
-                frame,
-                labels=labels,
-                training_cfg=training_cfg,
-                output_dir=Path(work_dir),
-                run_logger=MlflowRunLogger(run_id),
-                data_window=data_window,
-            )
+            result = train_classifier(frame, **how)
         mlflow.log_params({"n_train": result.n_train, "n_val": result.n_val, "n_test": result.n_test})
         mlflow.log_metrics(_final_metrics(result))
         mlflow.set_tags(

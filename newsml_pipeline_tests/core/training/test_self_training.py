@@ -117,7 +117,10 @@ def test_rounds_zero_trains_once_with_the_frame_as_given(base: Path, tmp_path: P
 
 
 def test_round_one_relabels_only_confident_train_rows_with_the_tiny_model(base: Path, tmp_path: Path) -> None:
-    cfg = tiny_cfg(base, epochs=8, self_training={"rounds": 1, "min_confidence": 0.5, "max_share": 0.3})
+    # just above 1/3 (uniform over 3 classes): the tiny model is that sure of some rows whether or
+    # not this run of it learned the toy well, so the test does not hang on training luck
+    threshold = 0.34
+    cfg = tiny_cfg(base, epochs=4, self_training={"rounds": 1, "min_confidence": threshold, "max_share": 0.3})
     frames: list[pl.DataFrame] = []
     probas: list[np.ndarray] = []
 
@@ -148,11 +151,15 @@ def test_round_one_relabels_only_confident_train_rows_with_the_tiny_model(base: 
     train_before = before.filter(pl.col("split") == "train")
     train_after = after.filter(pl.col("split") == "train")
     changed = (train_before["label"] != train_after["label"]).to_numpy()
-    assert changed.any()  # the tiny model is confident somewhere after 8 epochs on a separable toy
+    assert changed.any()
     conf = probas[0].max(axis=1)
     pred = np.array(TOY_LABELS)[probas[0].argmax(axis=1)]
-    assert (conf[changed] >= 0.5).all() and (train_after["label"].to_numpy()[changed] == pred[changed]).all()
+    assert (conf[changed] >= threshold).all() and (
+        train_after["label"].to_numpy()[changed] == pred[changed]
+    ).all()
     assert changed.sum() <= int(0.3 * train_before.height)
+    unsure = conf < threshold
+    assert (train_after["label"].to_numpy()[unsure] == train_before["label"].to_numpy()[unsure]).all()
     assert set(train_after.filter(pl.Series(changed))["label_source"]) == {RELABELLED_SOURCE}
     r1 = st.rounds[1]
     assert r1.changes == changed.sum() == r1.changed_from_auto and r1.eligible == train_before.height
