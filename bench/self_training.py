@@ -175,8 +175,11 @@ def print_table(results: dict[str, Any]) -> None:
 
 
 def write_results(args: argparse.Namespace, results: dict[str, Any], **extra: Any) -> None:
-    """The results so far (after each corpus) with the command, machine and options."""
+    """The results so far (after each corpus) with the command, machine and options; corpora
+    measured by an earlier run (another `--corpora`) are kept."""
     args.json.parent.mkdir(parents=True, exist_ok=True)
+    earlier = json.loads(args.json.read_text()).get("corpora", {}) if args.json.exists() else {}
+    results = {**{k: v for k, v in earlier.items() if k not in results}, **results}
     args.json.write_text(
         json.dumps(
             {
