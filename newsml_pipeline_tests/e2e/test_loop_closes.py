@@ -106,7 +106,7 @@ def _refusals_lose_nothing(client: httpx.Client, store: FeedbackStore, head: dic
 
 
 @pytest.mark.slow  # two days of ingestion and two retrains in worker processes: minutes on 2 cores
-@pytest.mark.timeout(1800)
+@pytest.mark.timeout(3600)
 def test_first_retrain_on_silver_then_labels_through_the_page_make_the_next_one_gold(
     bbc_rows, tmp_path: Path, newsml_home: Path, monkeypatch: pytest.MonkeyPatch, label_page
 ) -> None:
