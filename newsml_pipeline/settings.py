@@ -281,6 +281,16 @@ class LoraConfig(_Strict):
     top_layers: int | None = Field(default=None, ge=1)
 
 
+class SelfTrainingConfig(_Strict):
+    """Optional rounds after the first training: the candidate relabels the confident part of the
+    auto-labelled train rows and the next round trains on that (never val/test rows, never gold)."""
+
+    rounds: int = Field(default=0, ge=0, le=5)  # 0 = off (measured: bench/self_training.py)
+    min_confidence: float = Field(default=0.9, gt=0, le=1)  # candidate probability to take its label
+    # At most this share of the train rows may change label in one round (most confident first).
+    max_share: float = Field(default=0.2, gt=0, le=1)
+
+
 class TrainingConfig(_Strict):
     base_model: str | None = None  # null = packaged all-MiniLM-L6-v2
     # 128 tokens (title + lead) carry a news topic: on BBC the LoRA candidate scored as well at
@@ -304,6 +314,7 @@ class TrainingConfig(_Strict):
     eval_batch_size: int = Field(default=32, ge=1)
     logging_steps: int = Field(default=10, ge=1)
     seed: int = 42
+    self_training: SelfTrainingConfig = SelfTrainingConfig()
 
 
 class MlflowConfig(_Strict):

@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 
 from newsml_pipeline.core.labeling.functions.zero_shot import configured_article_embeddings
-from newsml_pipeline.core.labeling.needs import trusted_labels_needed
+from newsml_pipeline.core.labeling.needs import trusted_labels_needed_by_config
 from newsml_pipeline.core.labeling.review_queue import QUEUE_SCHEMA, select_for_review
 from newsml_pipeline.core.serving.predictor import AUTO_LABELER_VERSION
 from newsml_pipeline.defs.metadata import preview_table
@@ -84,14 +84,7 @@ def build_review_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDe
         wh = warehouse.get()
         labels = cfg.labels.names
         have = trusted_counts(wh)
-        need = trusted_labels_needed(
-            have,
-            labels=labels,
-            val_fraction=cfg.splits.val_fraction,
-            test_fraction=cfg.splits.test_fraction,
-            min_per_class_eval=cfg.splits.min_per_class_eval,
-            min_test_rows=cfg.gate.min_test_rows,
-        )
+        need = trusted_labels_needed_by_config(have, cfg=cfg)
         days = sorted(date.fromisoformat(k) for k in context.partition_keys)
         written: list[pl.DataFrame] = []
         for day in days:

@@ -222,9 +222,23 @@ def candidate_model(
     metrics_table = metadata_table(
         [{"metric": k, "value": float(v)} for k, v in sorted(logged.metrics.items()) if "_f1_" not in k]
     )
+    extra: dict[str, Any] = {}
+    if logged.self_training:
+        selected = next(r["round"] for r in logged.self_training if r["selected"])
+        value["self_training"] = {"selected_round": selected, "rounds": logged.self_training}
+        extra = {
+            "self_training_rounds": metadata_table(
+                [{k: v for k, v in r.items() if k != "model_dir"} for r in logged.self_training]
+            ),
+            "self_training_selected_round": dg.MetadataValue.int(int(selected)),
+            "self_training_label_changes": dg.MetadataValue.int(
+                int(logged.self_training[selected]["changed_from_auto"])
+            ),
+        }
     return dg.Output(
         value,
         metadata={
+            **extra,
             "mlflow_run": dg.MetadataValue.url(mlflow.run_url(logged.run_id, logged.experiment_id)),
             "mlflow_run_id": logged.run_id,
             "model_uri": logged.model_uri,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import mlflow
@@ -27,17 +28,17 @@ DAYS = [date(2026, 11, 16), date(2026, 11, 17)]
 PER_DAY = 130
 
 
-def _stories(bbc_rows: list[dict]) -> list[Story]:
+def _stories(bbc_rows: list[dict], per_day: int = PER_DAY) -> list[Story]:
     by_label: dict[str, list[dict]] = {}
     for r in bbc_rows:
         if not r["duplicate_of"]:
             by_label.setdefault(r["label"], []).append(r)
-    per_class = PER_DAY * len(DAYS) // len(by_label)
+    per_class = per_day * len(DAYS) // len(by_label)
     # interleaved over the five sections, so both days carry every topic
     rows = [r for group in zip(*(v[:per_class] for v in by_label.values()), strict=False) for r in group]
     out = []
     for i, r in enumerate(rows):
-        day = DAYS[i // PER_DAY]
+        day = DAYS[i // per_day]
         out.append(
             Story(
                 id=f"bbc-{r['id']}",
@@ -45,10 +46,28 @@ def _stories(bbc_rows: list[dict]) -> list[Story]:
                 text=r["text"],
                 section=r["label"],  # one feed per BBC section, like the shipped config's feeds
                 published=datetime(day.year, day.month, day.day, tzinfo=UTC)
-                + timedelta(minutes=10 * (i % PER_DAY)),
+                + timedelta(minutes=10 * (i % per_day)),
             )
         )
     return out
+
+
+def newsroom_config(path: Path, site: NewsSite, *, base_model: Path, **overrides: Any) -> Path:
+    """The shipped config over the newsroom's section feeds (no labelled source), a tiny model."""
+    return write_config(
+        path,
+        sources=[{"name": f"feed-{s}", "kind": "rss", "url": site.feed_url(s)} for s in site.sections],
+        partitions={"start_date": "2026-11-01"},
+        crawl={
+            "allow_private_hosts": True,
+            "per_host_rps": 1000.0,
+            "retries": 0,
+            "timeout_s": 5,
+            "extract_workers": 1,
+        },
+        training={"base_model": str(base_model), "epochs": 1, "batch_size": 32},
+        **overrides,
+    )
 
 
 def test_retrain_reaches_a_verdict_on_silver_with_no_labelled_source(
@@ -57,22 +76,10 @@ def test_retrain_reaches_a_verdict_on_silver_with_no_labelled_source(
     stories = _stories(bbc_rows)
     with NewsSite(stories, feed_size=400) as site:
         labels = ["business", "entertainment", "politics", "sport", "tech"]
-        cfg = write_config(
+        cfg = newsroom_config(
             tmp_path / "config.yaml",
-            sources=[{"name": f"feed-{s}", "kind": "rss", "url": site.feed_url(s)} for s in site.sections],
-            partitions={"start_date": "2026-11-01"},
-            crawl={
-                "allow_private_hosts": True,
-                "per_host_rps": 1000.0,
-                "retries": 0,
-                "timeout_s": 5,
-                "extract_workers": 1,
-            },
-            training={
-                "base_model": str(make_tiny_classifier_dir(tmp_path, labels)),
-                "epochs": 1,
-                "batch_size": 32,
-            },
+            site,
+            base_model=make_tiny_classifier_dir(tmp_path, labels),
             gate={"min_test_rows": 20},
         )
         settings = Settings(home=newsml_home, config_file=cfg)

@@ -10,13 +10,8 @@ only drives it (`playwright install` is never run).
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
-import sys
 import threading
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,6 +25,7 @@ from newsml_pipeline.definitions import build_definitions
 from newsml_pipeline.defs.training import labeled_with_raw
 from newsml_pipeline.settings import DEFAULT_CONFIG_PATH, Settings
 from newsml_pipeline_tests.e2e.browser import chromium as find_chromium
+from newsml_pipeline_tests.e2e.servers import free_port, start_label_page, stop_process, wait_healthy
 from newsml_pipeline_tests.review_queue_data import make_home, write_queue
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (dev extra) is not installed")
@@ -45,26 +41,6 @@ CHROMIUM_ARGS = [
 QUEUE = ["q1", "q2", "q3", "q4", "q5", "q6", "q7"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen | None, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"newsml label exited with {proc.returncode}: {proc.stderr.read()}")
-        try:
-            with urllib.request.urlopen(url + "/health", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise AssertionError(f"{url} did not come up within {timeout}s")
-
-
 @pytest.fixture(scope="module")
 def browser() -> Iterator:
     chromium = find_chromium()
@@ -78,29 +54,12 @@ def browser() -> Iterator:
 def label_server(newsml_home: Path) -> Iterator[tuple[str, subprocess.Popen]]:
     """`newsml label` as a real subprocess over a small NEWSML_HOME; yields (URL, process)."""
     make_home(newsml_home, [*QUEUE, "g1"], queue=QUEUE, gold={"g1": "sport"})
-    port = _free_port()
-    newsml = Path(sys.executable).with_name("newsml")
-    cmd = [str(newsml)] if newsml.exists() else [sys.executable, "-m", "newsml_pipeline.cli"]
     env = {**os.environ, "NEWSML_HOME": str(newsml_home), "NEWSML_CONFIG": str(DEFAULT_CONFIG_PATH)}
-    proc = subprocess.Popen(
-        [*cmd, "label", "--port", str(port), "--user", "alice"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
+    url, proc = start_label_page(env, user="alice")
     try:
-        _wait_healthy(url, proc)
         yield url, proc
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+        stop_process(proc)
 
 
 def _title(page, aid: str) -> None:
@@ -192,7 +151,7 @@ def test_any_category_name_is_shown_as_text_and_stored_exactly(browser, tmp_path
     )
     import uvicorn
 
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(create_app(service), host="127.0.0.1", port=port, log_level="warning")
     )
@@ -200,7 +159,7 @@ def test_any_category_name_is_shown_as_text_and_stored_exactly(browser, tmp_path
     thread.start()
     try:
         url = f"http://127.0.0.1:{port}"
-        _wait_healthy(url, None)
+        wait_healthy(url, None)
         page = browser.new_page()
         page.goto(url + "/")
         _title(page, "a1")

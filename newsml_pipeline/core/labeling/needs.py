@@ -12,6 +12,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from newsml_pipeline.settings import NewsmlConfig
 
 
 def gold_needed_per_class(
@@ -47,3 +51,15 @@ def trusted_labels_needed(
         min_test_rows=min_test_rows,
     )
     return {c: max(0, target - int(have.get(c, 0))) for c in labels}
+
+
+def trusted_labels_needed_by_config(have: Mapping[str, int], *, cfg: NewsmlConfig) -> dict[str, int]:
+    """trusted_labels_needed with the config's schema, `splits.*` fractions and `gate.min_test_rows`."""
+    return trusted_labels_needed(
+        have,
+        labels=cfg.labels.names,
+        val_fraction=cfg.splits.val_fraction,
+        test_fraction=cfg.splits.test_fraction,
+        min_per_class_eval=cfg.splits.min_per_class_eval,
+        min_test_rows=cfg.gate.min_test_rows,
+    )

@@ -18,6 +18,7 @@ import polars as pl
 from newsml_pipeline.core.registry.tracking import configure_mlflow, model_version_url_path, run_url_path
 from newsml_pipeline.core.training.artifacts import LABEL_MAP_FILE, MODEL_CARD_FILE
 from newsml_pipeline.core.training.fine_tune import TrainResult, train_classifier
+from newsml_pipeline.core.training.self_training import self_train
 from newsml_pipeline.settings import MlflowConfig, TrainingConfig, category_slug
 
 logger = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ class LoggedModel:
     metrics: dict[str, Any]
     train_result: TrainResult
     tags: dict[str, str] = field(default_factory=dict)
+    self_training: list[dict[str, Any]] | None = None  # one row per round (rounds > 0 only)
 
 
 def flat_params(
@@ -151,6 +153,28 @@ def _final_metrics(result: TrainResult) -> dict[str, float]:
     return out
 
 
+def log_self_training(rounds: list[dict[str, Any]], *, selected_round: int) -> None:
+    """Per-round metrics (step = round) and the round table of the active run."""
+    import mlflow
+
+    for row in rounds:
+        metrics = {
+            f"self_training_{k}": float(row[k])
+            for k in (
+                "relabelled",
+                "changes",
+                "changed_from_auto",
+                "n_train",
+                "val_macro_f1",
+                "test_macro_f1",
+            )
+            if row.get(k) is not None
+        }
+        mlflow.log_metrics(metrics, step=int(row["round"]))
+    mlflow.log_metric("self_training_selected_round", float(selected_round))
+    mlflow.log_dict(rounds, "self_training.json")
+
+
 def train_and_log(
     frame: pl.DataFrame,
     *,
@@ -183,14 +207,20 @@ def train_and_log(
         run_id = run.info.run_id
         logger.info("MLflow run %s (experiment %s)", run_id, exp_id)
         mlflow.log_params(flat_params(training_cfg, labels=labels))
-        result = train_classifier(
-            frame,
-            labels=labels,
-            training_cfg=training_cfg,
-            output_dir=Path(work_dir),
-            run_logger=MlflowRunLogger(run_id),
-            data_window=data_window,
-        )
+        rounds: list[dict[str, Any]] | None = None
+        how = {
+            "labels": labels,
+            "training_cfg": training_cfg,
+            "output_dir": Path(work_dir),
+            "run_logger": MlflowRunLogger(run_id),
+            "data_window": data_window,
+        }
+        if training_cfg.self_training.rounds > 0:
+            st = self_train(frame, **how)
+            result, rounds = st.result, st.rows()
+            log_self_training(rounds, selected_round=st.selected_round)
+        else:
+            result = train_classifier(frame, **how)
         mlflow.log_params({"n_train": result.n_train, "n_val": result.n_val, "n_test": result.n_test})
         mlflow.log_metrics(_final_metrics(result))
         mlflow.set_tags(
@@ -224,6 +254,7 @@ def train_and_log(
         metrics=_final_metrics(result),
         train_result=result,
         tags=tags,
+        self_training=rounds,
     )
 
 
