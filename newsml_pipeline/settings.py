@@ -190,7 +190,8 @@ class LabelsConfig(_Strict):
     title_weight: float = Field(default=3.0, ge=1)
     # Characters of body text (after the title) that spaCy NER reads; NER cost grows with length.
     entity_chars: int = Field(default=600, ge=50)
-    # Tokens of title + lead embedded for zero-shot votes; bf16 autocast where the CPU/GPU has it.
+    # Tokens of title + lead embedded for zero-shot votes; embedding_bf16: bf16 autocast, taken only
+    # where the CPU (avx512_bf16/AMX) or GPU computes bf16 natively, else fp32.
     embedding_max_tokens: int = Field(default=128, ge=16, le=512)
     embedding_bf16: bool = True
     # Batches of at least this many articles run spaCy (keywords + NER) in one worker process,

@@ -349,8 +349,7 @@ def demo_config(home: Path, site: NewsSite, opts: DemoOptions) -> dict[str, Any]
             "extract_workers": 1,
             "schedule": f"0 */{opts.crawl_every} * * *",
         },
-        # bf16 autocast is emulated (4-5x slower than fp32) on CPUs without avx512_bf16/AMX
-        "labels": {"categories": SCHEMA, "min_confidence": 0.5, "embedding_bf16": False},
+        "labels": {"categories": SCHEMA, "min_confidence": 0.5},
         # headlines + one sentence: short on purpose
         "quality": {"min_text_chars": 20},
         # a few hundred articles before the first retrain: larger held-out shares give every
