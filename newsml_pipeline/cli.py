@@ -300,7 +300,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings, out: IO[str]) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings, out: IO[str]) -> int:
-    from newsml_pipeline.newsroom.demo import DemoError, DemoOptions, run_demo
+    from newsml_pipeline.newsroom.demo import MIN_DAYS, DemoError, DemoOptions, run_demo
 
     overrides = {}
     if args.config_overrides:
@@ -314,7 +314,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings, out: IO[str]) -> int:
             raise CliError(f"--config-overrides {path}: expected a YAML mapping")
     opts = DemoOptions(
         days=args.days,
-        change_day=args.change_day if args.change_day is not None else max(6, args.days - 2),
+        change_day=args.change_day if args.change_day is not None else max(MIN_DAYS, args.days - 1),
         per_day=args.per_day,
         crawl_every=args.crawl_every,
         sensor_every=args.sensor_every,
@@ -358,18 +358,34 @@ def build_parser() -> argparse.ArgumentParser:
         help="the living system over a bundled, simulated newsroom (offline): crawl, labels, train, "
         "gate, deploy, drift, retrain",
     )
-    p.add_argument("--days", type=int, default=9, help="simulated days (default 9, at least 6)")
+    from newsml_pipeline.newsroom.demo import MIN_DAYS, DemoOptions
+
+    d = DemoOptions()  # the defaults live in one place
+    p.add_argument("--days", type=int, default=d.days, help=f"simulated days (default {d.days}, at least {MIN_DAYS})")
     p.add_argument(
         "--change-day",
         type=int,
         default=None,
-        help="day the topic mix changes (default: days - 2, at least 6)",
+        help=f"day the topic mix changes (default: days - 1, at least {MIN_DAYS})",
     )
-    p.add_argument("--per-day", type=int, default=80, help="stories published per simulated day (default 80)")
-    p.add_argument("--crawl-every", type=int, default=12, help="hours between crawls (default 12)")
-    p.add_argument("--sensor-every", type=int, default=6, help="hours between drift sensor ticks (default 6)")
-    p.add_argument("--feed-size", type=int, default=25, help="items each section feed lists (default 25)")
-    p.add_argument("--epochs", type=int, default=2, help="training epochs per retrain (default 2)")
+    p.add_argument(
+        "--per-day", type=int, default=d.per_day, help=f"stories published per simulated day (default {d.per_day})"
+    )
+    p.add_argument(
+        "--crawl-every", type=int, default=d.crawl_every, help=f"hours between crawls (default {d.crawl_every})"
+    )
+    p.add_argument(
+        "--sensor-every",
+        type=int,
+        default=d.sensor_every,
+        help=f"hours between drift sensor ticks (default {d.sensor_every})",
+    )
+    p.add_argument(
+        "--feed-size", type=int, default=d.feed_size, help=f"items each section feed lists (default {d.feed_size})"
+    )
+    p.add_argument(
+        "--epochs", type=int, default=d.epochs, help=f"training epochs per retrain (default {d.epochs})"
+    )
     p.add_argument(
         "--executor",
         choices=["in_process", "multiprocess"],

@@ -108,6 +108,7 @@ def export_onnx(model_dir: str | Path, *, tolerance: float = 1e-3) -> OnnxFiles:
             opset_version=OPSET,
             dynamo=True,
             external_data=False,
+            verbose=False,  # its progress lines went to stdout, into `newsml demo`'s summary
         )
     except Exception as e:
         raise OnnxExportError(f"ONNX export of {model_dir} failed: {e}") from e
