@@ -2,8 +2,8 @@
 
 A loopback news site (NewsSite) publishes the bundled HuffPost sample (data/README.md: News
 Category Dataset, R. Misra, CC BY 4.0), re-dated onto simulated days, in one rolling RSS feed per
-section with an HTML page per article. The topic mix changes on `change_day`: sports, 5 % of the
-stories until then, becomes half of them (a championship week). The driver (driver.py) ticks what the Dagster daemon would
+section with an HTML page per article. The topic mix changes on `change_day`: U.S. news and
+crime stories, which no class of the schema describes, become 40 % of the stories. The driver (driver.py) ticks what the Dagster daemon would
 tick — the crawl schedule, the daily ingest, the weekly retrain (Mondays 03:00, day 6: the first
 one trains and is evaluated on *silver* labels, there is no gold), the drift sensor — and every run
 goes into the normal Dagster instance, the warehouse and MLflow under NEWSML_HOME, so
@@ -216,31 +216,38 @@ SCHEMA: list[dict[str, Any]] = [
     },
 ]
 
-# Share of each day's stories per category, before and after the change of topic mix. Sports is
-# where the first champion is surest (mean confidence**3 0.74 vs 0.45 for politics in a trial
-# run), so the surge moves the drift sensor's confidence signal by ~0.13.
+# Share of each day's stories per category, before and after the change of topic mix. Before, the
+# six sections of the schema (TECH and BUSINESS as large as the sample allows). On `change_day` a
+# U.S. news and crime desk opens: stories the schema has no class for become 40 % of the day. On
+# them the first champion is far less sure (mean confidence**3 0.17 vs 0.45-0.74 on the schema's
+# classes in a trial run), so the drift sensor's confidence signal drops by ~0.11.
 MIX_BEFORE = {
-    "POLITICS": 0.38,
-    "WORLD NEWS": 0.22,
-    "ENTERTAINMENT": 0.22,
-    "BUSINESS": 0.08,
-    "SPORTS": 0.05,
+    "POLITICS": 0.27,
+    "WORLD NEWS": 0.20,
+    "ENTERTAINMENT": 0.20,
+    "SPORTS": 0.16,
+    "BUSINESS": 0.12,
     "TECH": 0.05,
 }
 MIX_AFTER = {
-    "SPORTS": 0.50,
-    "ENTERTAINMENT": 0.15,
-    "POLITICS": 0.15,
+    "U.S. NEWS": 0.25,
+    "CRIME": 0.15,
+    "POLITICS": 0.17,
     "WORLD NEWS": 0.12,
+    "ENTERTAINMENT": 0.12,
+    "SPORTS": 0.12,
     "BUSINESS": 0.04,
-    "TECH": 0.04,
+    "TECH": 0.03,
 }
+# Categories of the sample that no class of SCHEMA describes.
+OUTSIDE_SCHEMA = {"U.S. NEWS", "CRIME"}
 
 
 def mix_change() -> str:
-    """The change of topic mix in words: the category whose share rises most."""
-    top = max(MIX_AFTER, key=lambda c: MIX_AFTER[c] - MIX_BEFORE.get(c, 0.0))
-    return f"{top.lower()} goes from {100 * MIX_BEFORE.get(top, 0.0):.0f} % to {100 * MIX_AFTER[top]:.0f} % of the stories"
+    """The change of topic mix in words."""
+    share = sum(MIX_AFTER.get(c, 0.0) for c in OUTSIDE_SCHEMA)
+    names = " and ".join(sorted(OUTSIDE_SCHEMA))
+    return f"{names}, outside the schema, become {100 * share:.0f} % of the stories"
 
 
 class DemoError(ValueError):
@@ -597,8 +604,11 @@ def _fill_counts(report: DemoReport, published_urls: dict[str, str | None]) -> N
     report.label_rows = len(rows)
     labelled = [(published_urls.get(u), lab) for u, lab in rows if lab is not None]
     report.labelled = len(labelled)
-    if labelled:
-        report.label_agreement = sum(1 for truth, lab in labelled if truth == lab) / len(labelled)
+    # Agreement only where HuffPost's category is one of the schema's (no label can be right on
+    # the stories outside it).
+    in_schema = [(truth, lab) for truth, lab in labelled if truth not in OUTSIDE_SCHEMA]
+    if in_schema:
+        report.label_agreement = sum(1 for truth, lab in in_schema if truth == lab) / len(in_schema)
 
 
 def describe(o: Any) -> str:
@@ -649,7 +659,7 @@ def print_summary(r: DemoReport, *, out: Any) -> None:
     agreement = (
         ""
         if r.label_agreement is None
-        else f" ({100 * r.label_agreement:.0f} % agree with HuffPost's category)"
+        else f" ({100 * r.label_agreement:.0f} % agree with HuffPost's category where it is in the schema)"
     )
     rows = [
         ("articles published / stored", f"{r.published} / {r.stored}"),
