@@ -361,7 +361,9 @@ def build_parser() -> argparse.ArgumentParser:
     from newsml_pipeline.newsroom.demo import MIN_DAYS, DemoOptions
 
     d = DemoOptions()  # the defaults live in one place
-    p.add_argument("--days", type=int, default=d.days, help=f"simulated days (default {d.days}, at least {MIN_DAYS})")
+    p.add_argument(
+        "--days", type=int, default=d.days, help=f"simulated days (default {d.days}, at least {MIN_DAYS})"
+    )
     p.add_argument(
         "--change-day",
         type=int,
@@ -369,10 +371,16 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"day the topic mix changes (default: days - 1, at least {MIN_DAYS})",
     )
     p.add_argument(
-        "--per-day", type=int, default=d.per_day, help=f"stories published per simulated day (default {d.per_day})"
+        "--per-day",
+        type=int,
+        default=d.per_day,
+        help=f"stories published per simulated day (default {d.per_day})",
     )
     p.add_argument(
-        "--crawl-every", type=int, default=d.crawl_every, help=f"hours between crawls (default {d.crawl_every})"
+        "--crawl-every",
+        type=int,
+        default=d.crawl_every,
+        help=f"hours between crawls (default {d.crawl_every})",
     )
     p.add_argument(
         "--sensor-every",
@@ -381,7 +389,10 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"hours between drift sensor ticks (default {d.sensor_every})",
     )
     p.add_argument(
-        "--feed-size", type=int, default=d.feed_size, help=f"items each section feed lists (default {d.feed_size})"
+        "--feed-size",
+        type=int,
+        default=d.feed_size,
+        help=f"items each section feed lists (default {d.feed_size})",
     )
     p.add_argument(
         "--epochs", type=int, default=d.epochs, help=f"training epochs per retrain (default {d.epochs})"

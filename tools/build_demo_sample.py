@@ -25,7 +25,9 @@ CAPS = {
     "U.S. NEWS": 150,
     "CRIME": 100,
 }
-OUT = Path(__file__).resolve().parents[1] / "newsml_pipeline" / "newsroom" / "data" / "huffpost_sample.jsonl.gz"
+OUT = (
+    Path(__file__).resolve().parents[1] / "newsml_pipeline" / "newsroom" / "data" / "huffpost_sample.jsonl.gz"
+)
 
 
 def main(src: str) -> None:

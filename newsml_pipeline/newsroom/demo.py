@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import random
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -314,8 +315,9 @@ def load_sample() -> list[dict[str, Any]]:
 
 
 def section_of(category: str) -> str:
-    """The feed name of a category (`WORLD NEWS` -> `world-news`)."""
-    return "-".join(category.lower().replace("&", " ").split())
+    """The feed name of a category (`WORLD NEWS` -> `world-news`, `U.S. NEWS` -> `u-s-news`): the
+    site serves feeds named [A-Za-z0-9_-] only."""
+    return re.sub(r"[^a-z0-9]+", "-", category.lower()).strip("-")
 
 
 def make_stories(opts: DemoOptions) -> list[Story]:

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+import httpx
 import pytest
 import yaml
 from dagster._core.instance.ref import InstanceRef
@@ -33,7 +34,9 @@ from newsml_pipeline.newsroom.demo import (
     make_stories,
     prepare_home,
     sample_path,
+    section_of,
 )
+from newsml_pipeline.newsroom.site import NewsSite
 from newsml_pipeline_tests.tiny_models import make_tiny_classifier_dir
 
 NAMES = [c["name"] for c in SCHEMA]
@@ -51,6 +54,19 @@ def test_the_sample_ships_inside_the_package_with_its_attribution() -> None:
     assert "Subset" in readme and "Reformatted" in readme
     with gzip.open(path, "rt", encoding="utf-8") as fh:
         assert json.loads(fh.readline())["source"].startswith("HuffPost")
+
+
+def test_every_category_of_the_sample_gets_a_feed_the_site_serves() -> None:
+    """A section name with a dot (`u.s.-news`) got a 404 for its feed, and its stories were lost."""
+    opts = DemoOptions(days=9, change_day=8)
+    stories = make_stories(opts)
+    with NewsSite(stories, feed_size=opts.feed_size) as site:
+        site.now = max(s.published for s in stories)
+        assert set(site.sections) == {section_of(r["label"]) for r in load_sample()}
+        assert "u-s-news" in site.sections
+        for section in site.sections:
+            r = httpx.get(site.feed_url(section), timeout=10)
+            assert r.status_code == 200 and "<item>" in r.text, section
 
 
 def test_the_topic_mix_changes_on_the_change_day() -> None:
