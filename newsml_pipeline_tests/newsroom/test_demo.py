@@ -13,7 +13,9 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 
 import dagster as dg
 import httpx
@@ -21,7 +23,7 @@ import pytest
 import yaml
 from dagster._core.instance.ref import InstanceRef
 
-from newsml_pipeline.cli import main
+from newsml_pipeline.cli import demo_succeeded, main
 from newsml_pipeline.newsroom import demo
 from newsml_pipeline.newsroom.demo import (
     DEMO_TAG,
@@ -36,6 +38,7 @@ from newsml_pipeline.newsroom.demo import (
     sample_path,
     section_of,
 )
+from newsml_pipeline.newsroom.driver import RetrainOutcome
 from newsml_pipeline.newsroom.site import NewsSite
 from newsml_pipeline_tests.tiny_models import make_tiny_classifier_dir
 
@@ -191,3 +194,35 @@ def test_short_demo_end_to_end_through_the_cli(tmp_path: Path) -> None:
     with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home / "dagster"))) as instance:
         runs = instance.get_run_records(filters=dg.RunsFilter(tags={DEMO_TAG: "true"}))
         assert len(runs) == sum(r["runs"].values())
+
+
+def _outcome(verdict: str, trigger: str = "schedule") -> RetrainOutcome:
+    return RetrainOutcome(
+        run_id="r",
+        as_of=datetime(2026, 10, 5, tzinfo=UTC),
+        trigger=trigger,
+        verdict=verdict,
+        trained=verdict != "failed before the gate",
+        evaluation_kind="silver",
+        candidate_macro_f1=0.8,
+        baseline_macro_f1=0.7,
+        champion_macro_f1=None,
+        gate_description=None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("verdicts", "failed", "ok"),
+    [
+        (["deployed", "blocked"], {"retrain_job": 1}, True),  # a blocked drift retrain is a verdict
+        (["deployed"], {}, True),
+        (["blocked"], {"retrain_job": 1}, False),  # nothing deployed
+        (["deployed", "failed before the gate"], {"retrain_job": 1}, False),
+        (["deployed"], {"crawl_job": 1}, False),  # a crawl that failed is an error
+    ],
+)
+def test_the_demo_succeeds_when_a_model_was_deployed_and_only_gates_blocked(
+    verdicts: list[str], failed: dict[str, int], ok: bool
+) -> None:
+    report = SimpleNamespace(retrains=[_outcome(v) for v in verdicts], failed=failed)
+    assert demo_succeeded(report) is ok
