@@ -378,33 +378,17 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help=f"day the topic mix changes (default: days - 1, at least {MIN_DAYS})",
     )
-    p.add_argument(
-        "--per-day",
-        type=int,
-        default=d.per_day,
-        help=f"stories published per simulated day (default {d.per_day})",
-    )
-    p.add_argument(
-        "--crawl-every",
-        type=int,
-        default=d.crawl_every,
-        help=f"hours between crawls (default {d.crawl_every})",
-    )
-    p.add_argument(
-        "--sensor-every",
-        type=int,
-        default=d.sensor_every,
-        help=f"hours between drift sensor ticks (default {d.sensor_every})",
-    )
-    p.add_argument(
-        "--feed-size",
-        type=int,
-        default=d.feed_size,
-        help=f"items each section feed lists (default {d.feed_size})",
-    )
-    p.add_argument(
-        "--epochs", type=int, default=d.epochs, help=f"training epochs per retrain (default {d.epochs})"
-    )
+    for name, what in (
+        ("per_day", "stories published per simulated day"),
+        ("crawl_every", "hours between crawls"),
+        ("sensor_every", "hours between drift sensor ticks"),
+        ("feed_size", "items each section feed lists"),
+        ("epochs", "training epochs per retrain"),
+    ):
+        default = getattr(d, name)
+        p.add_argument(
+            f"--{name.replace('_', '-')}", type=int, default=default, help=f"{what} (default {default})"
+        )
     p.add_argument(
         "--executor",
         choices=["in_process", "multiprocess"],
