@@ -392,6 +392,9 @@ class NewsmlServer:
         self.socket = socket.socket(family, socket.SOCK_STREAM)
         self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.socket.bind((host, port))
+        # Listen now: `newsml serve` prints its URL before uvicorn starts, and a client that
+        # connects in between queues in the backlog instead of being refused (seen in CI).
+        self.socket.listen(2048)
         self.config = uvicorn.Config(
             self.app,
             limit_concurrency=cfg.max_concurrency,
