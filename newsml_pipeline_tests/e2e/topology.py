@@ -105,7 +105,9 @@ class Topology:
             time.sleep(0.5)
         raise TimeoutError(f"{name} did not answer {url} within {timeout}s:\n{self.tail(name)}")
 
-    def start(self, timeout: float = 240) -> Topology:
+    def start(self, timeout: float = 240, *, daemon: bool = True) -> Topology:
+        """Start the services; with `daemon=False` runs submitted stay QUEUED until `start_daemon()`
+        (so a test can queue several and have the daemon let them go in one tick)."""
         if self.with_mlflow:
             artifacts = self.root / "mlflow-artifacts"
             self._spawn(
@@ -123,12 +125,20 @@ class Topology:
             "webserver",
             [str(BIN / "dagster-webserver"), "-w", str(self.workspace), "-h", "127.0.0.1", "-p", str(self.web_port)],
         )  # fmt: skip
-        self._spawn("daemon", [str(BIN / "dagster-daemon"), "run", "-w", str(self.workspace)])
+        if daemon:
+            self.start_daemon()
         if self.with_mlflow:
             self._wait_http("mlflow", f"{self.mlflow_url}/health", timeout)
         self._wait_http("webserver", f"{self.web_url}/server_info", timeout)
         self._wait_location(timeout)
         return self
+
+    def start_daemon(self) -> None:
+        self._spawn("daemon", [str(BIN / "dagster-daemon"), "run", "-w", str(self.workspace)])
+
+    def run_status(self, run_ids: list[str]) -> dict[str, str]:
+        client = self.client()
+        return {r: client.get_run_status(r).value for r in run_ids}
 
     def _wait_location(self, timeout: float) -> None:
         """Until the webserver has loaded the code location from the code server."""
@@ -193,13 +203,12 @@ class Topology:
 
     def wait_runs(self, run_ids: list[str], timeout: float) -> dict[str, str]:
         """Poll until every run has finished; returns run id -> final status."""
-        client = self.client()
         deadline = time.monotonic() + timeout
         final = {"SUCCESS", "FAILURE", "CANCELED"}
         status: dict[str, str] = {}
         while time.monotonic() < deadline:
             try:
-                status = {r: client.get_run_status(r).value for r in run_ids}
+                status = self.run_status(run_ids)
             except Exception as e:  # noqa: BLE001 - a busy webserver times out; ask again
                 status = {"error": repr(e)}
                 time.sleep(2)
