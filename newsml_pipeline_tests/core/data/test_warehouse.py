@@ -99,6 +99,50 @@ def test_frames_lists_binary_and_odd_text(warehouse_target: str) -> None:
     assert empty.height == 0 and empty.schema["b"] == pl.Binary()
 
 
+def test_every_column_type_reads_back_as_written(warehouse_target: str, monkeypatch) -> None:
+    """On Postgres these come back through COPY ... TO STDOUT (CSV) and polars' reader: every type,
+    NULL vs "", a one-column result whose rows are NULL, and `?` parameters must read back exactly."""
+    from newsml_pipeline.core.data.dialect import PostgresSession
+
+    def no_rows_path(*a, **k):
+        raise AssertionError("a result of CSV-able columns was read row by row")
+
+    monkeypatch.setattr(PostgresSession, "_query_rows", no_rows_path)
+    wh = Warehouse(warehouse_target)
+    df = pl.DataFrame(
+        {
+            "k": ["a", "b", "c", "d"],
+            "s": ['x, "y"\nz', "", None, "100% ?"],
+            "b": [True, False, None, True],
+            "i16": pl.Series([1, -2, None, 3], dtype=pl.Int16()),
+            "i32": pl.Series([2**31 - 1, 0, None, -5], dtype=pl.Int32()),
+            "i64": [2**62, -1, None, 0],
+            "f32": pl.Series([0.5, -1.25, None, 3.0], dtype=pl.Float32()),
+            "f64": [1e-300, float("inf"), None, -0.1],
+            "d": [D1, D2, None, D1],
+            "ts": [
+                datetime(2026, 1, 2, 3, 4, 5),
+                datetime(2026, 1, 2, 3, 4, 5, 600),
+                None,
+                datetime(2026, 1, 1),
+            ],
+            "tz": [T, T.replace(microsecond=0), None, T.replace(hour=0, minute=0, second=0, microsecond=0)],
+        }
+    )
+    wh.append("types", df)
+    got = wh.query("SELECT * FROM types ORDER BY k")
+    got = got.with_columns(pl.col("tz").dt.convert_time_zone("UTC"))  # DuckDB names it Etc/UTC
+    assert got.schema == df.schema
+    assert got.equals(df)
+    nulls = wh.query("SELECT s FROM types WHERE k <> ? ORDER BY k", ["a"])
+    assert nulls["s"].to_list() == ["", None, "100% ?"]
+    only_null = wh.query("SELECT s FROM types WHERE s IS NULL OR s LIKE '100%' ORDER BY k DESC")
+    assert only_null["s"].to_list() == ["100% ?", None]
+    empty = wh.query("SELECT k, tz FROM types WHERE k = ?", ["none"])
+    assert empty.height == 0 and empty.schema["k"] == pl.String()
+    assert isinstance(empty.schema["tz"], pl.Datetime) and empty.schema["tz"].time_zone in ("UTC", "Etc/UTC")
+
+
 def test_missing_table_is_a_clear_error(warehouse_target: str) -> None:
     with pytest.raises(LookupError, match="materialize the asset"):
         Warehouse(warehouse_target).read("nope")
