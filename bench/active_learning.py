@@ -27,6 +27,7 @@ independent functions' agreement, `core.labeling.silver`) vs on gold, over the s
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
@@ -261,7 +262,8 @@ def run_corpus(name: str, args: argparse.Namespace, cfg: NewsmlConfig) -> dict[s
 
 def print_table(results: dict[str, Any]) -> None:
     print(
-        f"{'corpus':<9} {'pool':>5} {'strategy':<13} {'labels until stable (mean ± std)':>32} {'per seed':<30} {'verdict':<8}"
+        f"{'corpus':<9} {'pool':>5} {'strategy':<13} {'labels until stable (mean ± std)':>32} {'per seed':<26} "
+        f"{'interval excl. 0 from':>21} {'verdict (diff)':<16}"
     )
     for name, res in results.items():
         for strategy, s in res["strategies"].items():
@@ -271,8 +273,11 @@ def print_table(results: dict[str, Any]) -> None:
                 if s["n_stable_mean"] is None
                 else f"{s['n_stable_mean']:.0f} ± {s['n_stable_std']:.0f}"
             )
-            verdict = "pass" if s["seeds"][0]["final_verdict"] else "fail"
-            print(f"{name:<9} {res['pool']:>5} {strategy:<13} {mean:>32} {per:<30} {verdict:<8}")
+            iv = [x["n_interval_excludes_zero"] for x in s["seeds"]]
+            iv_s = "never" if None in iv else f"{np.mean(iv):.0f} ± {np.std(iv):.0f}"
+            first = s["seeds"][0]
+            verdict = f"{'pass' if first['final_verdict'] else 'fail'} ({first['final_diff']:+.3f})"
+            print(f"{name:<9} {res['pool']:>5} {strategy:<13} {mean:>32} {per:<26} {iv_s:>21} {verdict:<16}")
     print()
     print(
         f"{'corpus':<9} {'silver rows':>11} {'silver acc':>10} {'cand F1 silver':>14} {'cand F1 gold':>12} {'gap':>7}"
@@ -300,7 +305,11 @@ def main() -> None:
     ap.add_argument("--limit-train", type=int, default=None)
     ap.add_argument("--out-dir", type=Path, default=CACHE / "models")
     ap.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "active_learning.json")
+    ap.add_argument("--print-only", action="store_true", help="print the table of an earlier --json")
     args = ap.parse_args()
+    if args.print_only:
+        print_table(json.loads(args.json.read_text())["corpora"])
+        return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     cfg = load_config(DEFAULT_CONFIG_PATH)
     args.budget = args.budget or cfg.review.daily_budget
