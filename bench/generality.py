@@ -30,6 +30,7 @@ import platform
 import re
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -214,9 +215,12 @@ def run_training(
     out_dir: Path,
     limit_train: int | None,
     prior_runs: dict[str, list[dict]] | None = None,
+    on_seed: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """LoRA candidate vs TF-IDF + LR on the same auto-labels, gold test rows, per seed.
-    `prior_runs` (from an earlier --append run on the same labels) are kept for other seeds."""
+    `prior_runs` (from an earlier --append run on the same labels) are kept for other seeds;
+    `on_seed` gets the section so far after every seed (a ~20-minute training is not lost to an
+    interrupted run: `--append --first-seed` goes on from there)."""
     from train import build_frame, run_tfidf, run_transformer
 
     names = labels_cfg.names
@@ -256,6 +260,12 @@ def run_training(
                 },
             }
         )
+        if on_seed is not None:
+            on_seed(_training_section(data, tcfg.epochs, runs))
+    return _training_section(data, tcfg.epochs, runs)
+
+
+def _training_section(data: dict, epochs: int, runs: dict[str, list[dict]]) -> dict[str, Any]:
     summary = {}
     for model, rs in runs.items():
         f1 = np.array([x["test_macro_f1"] for x in rs])
@@ -264,7 +274,13 @@ def run_training(
             "std": round(float(f1.std(ddof=0)), 4),
             "n": len(f1),
         }
-    return {"data": data, "epochs": tcfg.epochs, "runs": runs, "test_macro_f1": summary}
+    return {"data": data, "epochs": epochs, "runs": runs, "test_macro_f1": summary}
+
+
+def _save_training(path: Path, payload: dict[str, Any], name: str, training: dict[str, Any]) -> None:
+    payload["corpora"][name]["training"] = training
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2, default=str))
 
 
 def _fmt(v: Any) -> str:
@@ -335,6 +351,7 @@ def main() -> None:
                 out_dir=args.out_dir / name,
                 limit_train=args.limit_train,
                 prior_runs=before.get("training", {}).get("runs"),
+                on_seed=lambda tr, name=name: _save_training(args.json, payload, name, tr),
             )
             payload["corpora"][name]["training"] = tr
             s = tr["test_macro_f1"]
