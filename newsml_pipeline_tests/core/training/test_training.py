@@ -60,6 +60,12 @@ def test_training_learns_a_separable_toy_set(trained: TrainResult) -> None:
     assert trained.metrics["val_macro_f1"] >= 0.85
     assert trained.metrics["test_macro_f1"] >= 0.8
     assert trained.best_epoch is not None
+    # the model kept (and scored) is the best val epoch's checkpoint, not the last epoch's
+    best = max(history, key=lambda h: h["val_macro_f1"])
+    assert trained.metrics["val_macro_f1"] == pytest.approx(best["val_macro_f1"], abs=1e-6)
+    assert trained.best_epoch == next(
+        h["epoch"] for h in history if h["val_macro_f1"] == best["val_macro_f1"]
+    )
     assert trained.n_train == 84 and trained.n_val == 18 and trained.n_test == 18
     assert 0 < trained.trainable_parameters < trained.total_parameters
     assert trained.samples_per_s > 0 and trained.peak_memory_mb > 0
