@@ -5,6 +5,7 @@ variant is scored."""
 from __future__ import annotations
 
 import importlib
+import json
 import sys
 from pathlib import Path
 
@@ -50,3 +51,43 @@ def test_labelling_part_on_a_small_sample(generality, corpus: str) -> None:
     assert labels["shipped_default"].shape == (raw.height,)
     assert set(np.unique(labels["shipped_default"])) <= set(range(-1, len(names)))
     assert set(section["expanded_keywords"]) == set(names)
+
+
+def test_an_interrupted_training_keeps_the_seeds_it_finished(generality, monkeypatch, tmp_path: Path) -> None:
+    """A seed is saved when it ends: a run stopped during its second training keeps the first."""
+    import train
+
+    raw, labels_cfg, _ = generality.load_corpus("bbc", limit=100)
+    names = labels_cfg.names
+    labels = np.array([names.index(g) for g in raw["gold_label"]])  # gold stands in for auto-labels
+
+    def transformer(frame, names, *, name: str, cfg, out_dir: Path) -> dict:  # the ~20-min training
+        if cfg.seed == 1:
+            raise RuntimeError("stopped during seed 1")
+        return {
+            "test_macro_f1": 0.5,
+            "test_accuracy": 0.6,
+            "seconds_per_epoch": 1.0,
+            "epochs_run": 1.0,
+            "best_epoch": 1.0,
+            "device": "cpu",
+        }
+
+    monkeypatch.setattr(train, "run_transformer", transformer)
+    out = tmp_path / "generality.json"
+    payload = {"corpora": {"bbc": {"labelling": {}}}}
+    with pytest.raises(RuntimeError, match="seed 1"):
+        generality.run_training(
+            raw,
+            labels,
+            labels_cfg,
+            seeds=[0, 1],
+            epochs=1,
+            out_dir=tmp_path,
+            limit_train=None,
+            on_seed=lambda tr: generality._save_training(out, payload, "bbc", tr),
+        )
+    saved = json.loads(out.read_text())["corpora"]["bbc"]["training"]
+    assert [r["seed"] for r in saved["runs"]["lora"]] == [0]
+    assert saved["test_macro_f1"]["lora"] == {"mean": 0.5, "std": 0.0, "n": 1}
+    assert saved["test_macro_f1"]["tfidf_logreg"]["n"] == 1
