@@ -277,10 +277,14 @@ def _training_section(data: dict, epochs: int, runs: dict[str, list[dict]]) -> d
     return {"data": data, "epochs": epochs, "runs": runs, "test_macro_f1": summary}
 
 
-def _save_training(path: Path, payload: dict[str, Any], name: str, training: dict[str, Any]) -> None:
-    payload["corpora"][name]["training"] = training
+def _write(path: Path, payload: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=2, default=str))
+
+
+def _save_training(path: Path, payload: dict[str, Any], name: str, training: dict[str, Any]) -> None:
+    payload["corpora"][name]["training"] = training
+    _write(path, payload)
 
 
 def _fmt(v: Any) -> str:
@@ -360,8 +364,7 @@ def main() -> None:
                 f"LoRA {s['lora']['mean']:.4f} ± {s['lora']['std']:.4f} vs TF-IDF "
                 f"{s['tfidf_logreg']['mean']:.4f} ± {s['tfidf_logreg']['std']:.4f} test macro-F1 (n={s['lora']['n']})"
             )
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(payload, indent=2, default=str))  # partial results survive
+        _write(args.json, payload)  # partial results survive
     print(f"\nwrote {args.json}")
 
 
