@@ -1,14 +1,19 @@
-"""The shared corpora as the benchmarks read them (`../shared/corpora`, never copied into the repo)."""
+"""The shared corpora as the benchmarks read them (`../shared/corpora`, never copied into the repo).
+
+`NEWSML_SHARED` points at the shared folder when the checkout is not beside it, as the tests'
+fixture reads it, so a clone elsewhere benchmarks the same data."""
 
 from __future__ import annotations
 
 import gzip
 import json
+import os
 from pathlib import Path
 
 import polars as pl
 
-CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
+SHARED = Path(os.environ.get("NEWSML_SHARED", Path(__file__).resolve().parents[2] / "shared")).resolve()
+CORPORA = SHARED / "corpora"
 BBC_CORPUS = CORPORA / "bbc_news" / "bbc_news.jsonl.gz"
 
 
