@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -91,3 +93,55 @@ def test_an_interrupted_training_keeps_the_seeds_it_finished(generality, monkeyp
     assert [r["seed"] for r in saved["runs"]["lora"]] == [0]
     assert saved["test_macro_f1"]["lora"] == {"mean": 0.5, "std": 0.0, "n": 1}
     assert saved["test_macro_f1"]["tfidf_logreg"]["n"] == 1
+
+
+def _labelling_section(label_model_macro_f1: float) -> dict:
+    scores = {"coverage": 0.9, "accuracy_on_covered": 0.8, "macro_f1": label_model_macro_f1}
+    return {
+        "rows": 40,
+        "functions": {"keywords": scores},
+        "label_model": {"shipped_default": {"functions": ["keywords"], **scores}},
+    }
+
+
+@pytest.mark.parametrize("same_labels", [True, False])
+def test_append_keeps_earlier_seeds_only_under_the_same_labels(
+    generality, monkeypatch, tmp_path: Path, same_labels: bool
+) -> None:
+    """`--append` mixes seeds into one mean only when the labelling that trained them is the
+    same; otherwise it stops with a clear error and leaves the earlier results file as it was."""
+    out = tmp_path / "generality.json"
+    earlier_training = {"runs": {"lora": [{"seed": 0, "test_macro_f1": 0.97}]}}
+    out.write_text(
+        json.dumps(
+            {
+                "command": "python bench/generality.py --corpora bbc --seeds 1",
+                "corpora": {"bbc": {"labelling": _labelling_section(0.9451), "training": earlier_training}},
+            }
+        )
+    )
+    stored = out.read_bytes()
+    now = _labelling_section(0.9451 if same_labels else 0.9450)  # one row voted differently
+    monkeypatch.setattr(generality, "run_labelling", lambda raw, cfg: (now, {}))
+    argv = ["generality.py", "--corpora", "bbc", "--limit", "40", "--skip-training", "--append"]
+    monkeypatch.setattr(sys, "argv", [*argv, "--json", str(out)])
+    if same_labels:
+        generality.main()
+        saved = json.loads(out.read_text())
+        assert saved["corpora"]["bbc"]["training"] == earlier_training
+        assert saved["command"].startswith("python bench/generality.py --corpora bbc --seeds 1 ; ")
+    else:
+        with pytest.raises(SystemExit, match="labels differ from the earlier run"):
+            generality.main()
+        assert out.read_bytes() == stored
+
+
+def test_benchmarks_read_the_shared_folder_named_by_newsml_shared(tmp_path: Path) -> None:
+    """A checkout that is not beside `shared/` benchmarks the data NEWSML_SHARED names, as the
+    tests' fixture does, rather than a path next to the clone."""
+    env = {**os.environ, "NEWSML_SHARED": str(tmp_path)}
+    code = "import corpora; print(corpora.CORPORA); print(corpora.BBC_CORPUS)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=BENCH, env=env, capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out == [str(tmp_path / "corpora"), str(tmp_path / "corpora" / "bbc_news" / "bbc_news.jsonl.gz")]
