@@ -1,7 +1,7 @@
 """The shared corpora as the benchmarks read them (`../shared/corpora`, never copied into the repo).
 
-`NEWSML_SHARED` points at the shared folder when the checkout is not beside it, as the tests'
-fixture reads it, so a clone elsewhere benchmarks the same data."""
+`NEWSML_SHARED` points at the shared folder when the checkout is not beside it. The tests load
+this module too, so benchmarks and tests always read the same data."""
 
 from __future__ import annotations
 
@@ -17,9 +17,15 @@ CORPORA = SHARED / "corpora"
 BBC_CORPUS = CORPORA / "bbc_news" / "bbc_news.jsonl.gz"
 
 
-def read_jsonl_gz(path: Path) -> list[dict]:
+def read_jsonl_gz(path: Path, limit: int | None = None) -> list[dict]:
+    """The first `limit` rows (all by default), read as a stream so a small sample stays cheap."""
+    rows = []
     with gzip.open(path, "rt", encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh]
+        for line in fh:
+            rows.append(json.loads(line))
+            if limit is not None and len(rows) >= limit:
+                break
+    return rows
 
 
 def load_bbc(path: Path = BBC_CORPUS, *, limit: int | None = None, unique: bool = False) -> pl.DataFrame:

@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
-import gzip
-import json
-import os
+import importlib.util
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("NEWSML_SHARED", REPO_ROOT.parent / "shared")).resolve()
-CORPORA = SHARED / "corpora"
+
+
+def _load_bench_corpora() -> ModuleType:
+    """bench/corpora.py, the one place that says where the shared corpora are (NEWSML_SHARED or
+    ../shared); loaded by path because bench/ is a folder of scripts, not a package."""
+    if "corpora" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("corpora", REPO_ROOT / "bench" / "corpora.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules["corpora"] = module  # the benchmarks' own `from corpora import …` reuses it
+    return sys.modules["corpora"]
+
+
+_corpora = _load_bench_corpora()
+SHARED: Path = _corpora.SHARED
+CORPORA: Path = _corpora.CORPORA
+read_jsonl_gz = _corpora.read_jsonl_gz
 
 
 def corpora_dir() -> Path:
@@ -24,16 +39,6 @@ def corpora_dir() -> Path:
 @pytest.fixture(scope="session")
 def corpora() -> Path:
     return corpora_dir()
-
-
-def read_jsonl_gz(path: Path, limit: int | None = None) -> list[dict]:
-    rows = []
-    with gzip.open(path, "rt", encoding="utf-8") as fh:
-        for line in fh:
-            rows.append(json.loads(line))
-            if limit is not None and len(rows) >= limit:
-                break
-    return rows
 
 
 @pytest.fixture(scope="session")
