@@ -32,8 +32,14 @@ TARGET_MODULES: dict[str, list[str]] = {
 _EXTRA_HEAD_MODULES: dict[str, list[str]] = {"bert": ["pooler"], "albert": ["pooler"]}
 
 
-def lora_target_modules(model_type: str, override: list[str] | None = None) -> list[str]:
-    """Configured target modules, else the known ones for `model_type`; a clear error otherwise."""
+ALL_LINEAR = "all-linear"
+
+
+def lora_target_modules(model_type: str, override: list[str] | None = None) -> list[str] | str:
+    """Configured target modules, else the known ones for `model_type`; a clear error otherwise.
+    `["all-linear"]` is peft's shorthand for every linear layer but the output head."""
+    if override == [ALL_LINEAR]:
+        return ALL_LINEAR
     if override:
         return list(override)
     if model_type in TARGET_MODULES:
