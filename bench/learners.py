@@ -269,7 +269,9 @@ def run_recipe(frame: pl.DataFrame, names: list[str], *, recipe: str, cfg, out_d
     }
 
 
-def run_setfit(frame: pl.DataFrame, names: list[str], *, seed: int, base_model: str | None, max_steps: int) -> dict[str, Any]:
+def run_setfit(
+    frame: pl.DataFrame, names: list[str], *, seed: int, base_model: str | None, max_steps: int, out_dir: Path
+) -> dict[str, Any]:
     """SetFit's recipe (the `setfit` package): a contrastive sentence-pair stage on the body, then
     a logistic-regression head on the tuned embeddings. Not a pipeline recipe (its model is not a
     transformers classifier the serving path loads): measured to know what it would give."""
@@ -290,7 +292,9 @@ def run_setfit(frame: pl.DataFrame, names: list[str], *, seed: int, base_model: 
     t0 = time.perf_counter()
     model = SetFitModel.from_pretrained(resolve_model(base_model))
     model.model_body.max_seq_length = 128
-    args = TrainingArguments(batch_size=16, num_epochs=1, max_steps=max_steps, seed=seed, report_to="none")
+    args = TrainingArguments(
+        output_dir=str(out_dir), batch_size=16, num_epochs=1, max_steps=max_steps, seed=seed, report_to="none"
+    )
     trainer = Trainer(model=model, args=args, train_dataset=Dataset.from_dict({"text": xtr, "label": ytr}))
     trainer.train()
     seconds = time.perf_counter() - t0
@@ -397,7 +401,14 @@ def stage_models(
                     continue
                 log.info("=== %s: %s seed %d", name, recipe, seed)
                 if recipe == "setfit":
-                    row = run_setfit(frame, names, seed=seed, base_model=base_model, max_steps=setfit_steps)
+                    row = run_setfit(
+                        frame,
+                        names,
+                        seed=seed,
+                        base_model=base_model,
+                        max_steps=setfit_steps,
+                        out_dir=out_dir / name / f"setfit_{seed}",
+                    )
                 else:
                     cfg = recipe_config(recipe, base_model=base_model, epochs=epochs, seed=seed)
                     row = run_recipe(
