@@ -2,8 +2,8 @@
 
 Every step process of the multiprocess executor (and every Kubernetes step pod) imports the code
 location before it runs its step, so a crawl step must not pay seconds and hundreds of MB for
-torch. The check is on `sys.modules` of a fresh interpreter (deterministic); the time and memory
-it saves are measured by `bench/import_cost.py`.
+torch. The check is on `sys.modules` of a fresh interpreter (deterministic), and that the GC
+paused for the imports is on again; the time and memory are measured by `bench/import_cost.py`.
 """
 
 from __future__ import annotations
@@ -48,7 +48,9 @@ class Probe:
 
 sys.meta_path.insert(0, Probe())
 import newsml_pipeline.definitions
-print(json.dumps({top: seen.get(top, []) for top in sorted(HEAVY) if top in sys.modules}))
+import gc
+loaded = {top: seen.get(top, []) for top in sorted(HEAVY) if top in sys.modules}
+print(json.dumps({"loaded": loaded, "gc_enabled": gc.isenabled()}))
 """
 
 
@@ -64,7 +66,9 @@ def test_loading_the_code_location_imports_no_ml_library(tmp_path: Path) -> None
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
-    loaded = json.loads(proc.stdout.strip().splitlines()[-1])
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["gc_enabled"], "definitions.py paused the cyclic GC for its imports and left it off"
+    loaded = out["loaded"]
     assert not loaded, "imported at load (import them inside the functions that use them):\n" + "\n".join(
         f"  {top} <- {' <- '.join(reversed(chain)) or '?'}" for top, chain in loaded.items()
     )
