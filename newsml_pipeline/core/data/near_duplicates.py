@@ -15,10 +15,13 @@ import logging
 import re
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
-from datasketch import MinHash, MinHashLSH
+
+if TYPE_CHECKING:  # datasketch pulls in scipy (~0.5 s): imported by the ingest step that signs articles
+    from datasketch import MinHash
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +51,8 @@ class Signer:
     """Builds MinHash signatures with one shared set of permutations (cheap per document)."""
 
     def __init__(self, num_perm: int = NUM_PERM, seed: int = SEED) -> None:
+        from datasketch import MinHash
+
         self.num_perm = num_perm
         self.seed = seed
         # datasketch 2 needs the scheme named when signatures are rebuilt from stored values.
@@ -55,6 +60,8 @@ class Signer:
 
     def sign(self, text: str) -> MinHash | None:
         """The text's MinHash, or None for a text without words (it duplicates nothing)."""
+        from datasketch import MinHash
+
         grams = shingles(text)
         if not grams:
             return None
@@ -65,6 +72,8 @@ class Signer:
         return m
 
     def from_bytes(self, raw: bytes) -> MinHash:
+        from datasketch import MinHash
+
         values = np.frombuffer(raw, dtype="<u8")
         return MinHash(
             num_perm=self.num_perm,
@@ -101,6 +110,8 @@ def find_near_duplicates(
     the index rows to add for the new articles (every new article is indexed, flagged or not,
     so a third copy still finds the story).
     """
+    from datasketch import MinHashLSH
+
     signer = signer or Signer()
     lsh = MinHashLSH(threshold=threshold, num_perm=signer.num_perm)
     order: dict[str, int] = {}

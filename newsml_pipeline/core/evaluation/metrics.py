@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
 from newsml_pipeline.settings import category_slug
 
@@ -140,6 +139,8 @@ def score_predictions(
 
     confidence: optional [n] probability of each predicted label, for the calibration error.
     """
+    from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+
     labels = list(labels)
     t = _as_label_array(y_true, what="y_true")
     p = _as_label_array(y_pred, what="y_pred")

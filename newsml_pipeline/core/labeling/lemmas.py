@@ -11,8 +11,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from spacy.tokens import Doc
-
 PREFIX_LEN = 3
 
 
@@ -31,6 +29,8 @@ class Lemmatizer:
             return hit
         lemma = word
         if word.isalpha() and len(word) > 2:
+            from spacy.tokens import Doc  # here, not at load: spaCy costs ~1 s to import
+
             for pos in ("NOUN", "VERB"):
                 doc = Doc(self._nlp.vocab, words=[word])
                 doc[0].pos_ = pos

@@ -23,13 +23,15 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
-from river.drift import ADWIN
 
 from newsml_pipeline.core.monitoring.signals import SignalBatch, check_signal_names, extract_signals
+
+if TYPE_CHECKING:  # river pulls in sklearn and pandas: imported where detectors are built
+    from river.drift import ADWIN
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +131,8 @@ class DriftMonitor:
     # ------------------------------------------------------------ detection
 
     def _new_detector(self) -> ADWIN:
+        from river.drift import ADWIN
+
         return ADWIN(delta=self.delta, clock=self.clock)
 
     def scale(self, signal: str) -> str:
@@ -287,6 +291,8 @@ class DriftMonitor:
             )
         except (KeyError, TypeError, ValueError) as e:
             raise DriftStateError(f"{source}: state is missing or has a bad field ({e!r})") from e
+        from river.drift import ADWIN
+
         if set(states) != set(mon.signals) or not all(isinstance(s.detector, ADWIN) for s in states.values()):
             raise DriftStateError(f"{source}: detectors {sorted(states)} do not match signals {mon.signals}")
         return mon

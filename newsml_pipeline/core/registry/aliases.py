@@ -11,10 +11,11 @@ from __future__ import annotations
 import json
 import logging
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from mlflow import MlflowClient
-from mlflow.entities.model_registry import ModelVersion
-from mlflow.exceptions import MlflowException
+if TYPE_CHECKING:  # mlflow costs ~1 s to import: loaded by the functions that talk to the registry
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,8 @@ def _now_iso() -> str:
 
 def get_alias(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
     """The version an alias points at, or None when the alias (or the registered model) is absent."""
+    from mlflow.exceptions import MlflowException
+
     try:
         return client.get_model_version_by_alias(name, alias)
     except MlflowException as e:
@@ -102,6 +105,8 @@ def rollback(
     `previous` then points at the version the restored one had replaced (if any), so a second
     rollback goes one step further back; with no such version the alias is removed.
     """
+    from mlflow.exceptions import MlflowException
+
     demoted = get_champion(client, name)
     if demoted is None:
         raise RollbackError(f"registered model {name!r} has no '{CHAMPION}' alias: nothing to roll back")

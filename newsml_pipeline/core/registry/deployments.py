@@ -10,13 +10,15 @@ import getpass
 import json
 import uuid
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import polars as pl
-from mlflow.entities.model_registry import ModelVersion
 
 from newsml_pipeline.core.evaluation.gate import GateDecision
 from newsml_pipeline.core.registry.aliases import rollback, set_champion
+
+if TYPE_CHECKING:
+    from mlflow.entities.model_registry import ModelVersion
 
 DEPLOYMENTS: dict[str, pl.DataType] = {
     "deployment_id": pl.String(),

@@ -17,18 +17,18 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import polars as pl
-import torch
-from sklearn.metrics import accuracy_score, f1_score
 
 from newsml_pipeline.core.training.artifacts import save_classifier_artifacts
-from newsml_pipeline.core.training.device import PeakMemory, apply_threads, choose_device
 from newsml_pipeline.core.training.inputs import build_datasets, split_counts
 from newsml_pipeline.core.training.lora import apply_lora, count_parameters, load_base_classifier
 from newsml_pipeline.settings import TrainingConfig
+
+if TYPE_CHECKING:  # torch (~3 s) is imported by the functions that train, not by the code location
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +72,8 @@ class TrainResult:
 
 def classification_metrics(logits: np.ndarray, label_ids: np.ndarray, labels: list[str]) -> dict[str, Any]:
     """macro_f1, accuracy and per-class F1 from logits [n, k] and gold ids [n]."""
+    from sklearn.metrics import accuracy_score, f1_score
+
     pred = np.asarray(logits).argmax(axis=-1)
     ids = list(range(len(labels)))
     per_class = f1_score(label_ids, pred, labels=ids, average=None, zero_division=0)
@@ -84,6 +86,8 @@ def classification_metrics(logits: np.ndarray, label_ids: np.ndarray, labels: li
 
 def class_weights(label_ids: list[int], n_classes: int) -> torch.Tensor:
     """Inverse-frequency weights n / (k * n_c), mean 1 over a balanced set."""
+    import torch
+
     counts = np.bincount(np.asarray(label_ids), minlength=n_classes).astype(np.float64)
     if (counts == 0).any():
         raise ValueError(f"class counts {counts.tolist()} contain zero; cannot weight an absent class")
@@ -91,6 +95,8 @@ def class_weights(label_ids: list[int], n_classes: int) -> torch.Tensor:
 
 
 def _loss_fn(weights: torch.Tensor | None, smoothing: float) -> Callable[..., torch.Tensor]:
+    import torch
+
     def compute(outputs: Any, labels: torch.Tensor, num_items_in_batch: Any = None) -> torch.Tensor:
         logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
         w = weights.to(logits.device) if weights is not None else None
@@ -241,6 +247,8 @@ def train_classifier(
         TrainingArguments,
         set_seed,
     )
+
+    from newsml_pipeline.core.training.device import PeakMemory, apply_threads, choose_device
 
     cfg = training_cfg
     output_dir = Path(output_dir)

@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
 
 from newsml_pipeline.core.labeling.schema import ABSTAIN
 
@@ -103,6 +102,8 @@ def entity_votes(
         )
         return votes, info
     mask = np.isin(targets, learnable)
+    from sklearn.linear_model import LogisticRegression
+
     clf = LogisticRegression(C=1.0, max_iter=2000, class_weight="balanced", random_state=seed)
     clf.fit(profiles[mask], targets[mask])
     proba = clf.predict_proba(profiles)

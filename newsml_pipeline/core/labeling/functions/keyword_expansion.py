@@ -25,7 +25,6 @@ import re
 from collections.abc import Callable, Sequence
 
 import numpy as np
-from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, CountVectorizer
 
 from newsml_pipeline.core.labeling.schema import ABSTAIN, LabelSchema
 
@@ -74,6 +73,8 @@ def expand_keywords(
     seeded = np.nonzero(np.asarray(seed_votes) != ABSTAIN)[0]
     if len(seeded) < 2 * min_df:
         return [[] for _ in range(k)]
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, CountVectorizer
+
     vec = CountVectorizer(
         token_pattern=_TOKEN,
         lowercase=True,
@@ -162,6 +163,8 @@ def expansion_votes(
     vocab = {t: c for c, ts in enumerate(terms) for t in ts}
     if n == 0 or not vocab:
         return votes
+    from sklearn.feature_extraction.text import CountVectorizer
+
     vec = CountVectorizer(token_pattern=_TOKEN, lowercase=True, vocabulary=sorted(vocab))
     member = np.zeros((len(vocab), k))
     for j, t in enumerate(sorted(vocab)):
