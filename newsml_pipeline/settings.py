@@ -322,14 +322,17 @@ class TrainingConfig(_Strict):
 
 
 class MlflowConfig(_Strict):
-    tracking_uri: str | None = None  # null = MLFLOW_TRACKING_URI, else sqlite under NEWSML_HOME
+    # One rule for every store (see Settings): the environment wins. MLFLOW_TRACKING_URI, when
+    # set, beats this key; null and no MLFLOW_TRACKING_URI = sqlite under NEWSML_HOME.
+    tracking_uri: str | None = None
     experiment: str = "newsml"
     registered_model: str = DEFAULT_REGISTERED_MODEL
 
 
 class WarehouseConfig(_Strict):
     # null = the DuckDB file $NEWSML_HOME/warehouse.duckdb; a postgresql:// URL puts every table in
-    # that database (same interface, core/data/dialect.py). NEWSML_WAREHOUSE_URL wins over this key.
+    # that database (same interface, core/data/dialect.py). The environment wins, as for MLflow:
+    # NEWSML_WAREHOUSE_URL, when set, beats this key.
     # Keep the password out of the URL (PGPASSWORD, ~/.pgpass): the URL shows in the Dagster UI.
     url: str | None = None
 
@@ -550,7 +553,13 @@ def load_config(path: str | Path | None = None, *, home: Path | None = None) -> 
 
 
 class Settings(BaseModel):
-    """Home + config together; what resources and the CLI pass around."""
+    """Home + config together; what resources and the CLI pass around.
+
+    Where a store can be named both by an environment variable and by a config key, the
+    environment wins (NEWSML_WAREHOUSE_URL over warehouse.url, MLFLOW_TRACKING_URI over
+    mlflow.tracking_uri): a deployment (a pod's env, CI) points a shared config elsewhere
+    without editing it, the way MLflow and Dagster read their own variables.
+    """
 
     model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
 
@@ -593,14 +602,11 @@ class Settings(BaseModel):
         return self.home / "crawl_state.duckdb"
 
     def mlflow_tracking_uri(self) -> str:
-        """Config > MLFLOW_TRACKING_URI > sqlite under NEWSML_HOME."""
-        cfg = self.config.mlflow.tracking_uri
-        if cfg:
-            return cfg
+        """MLFLOW_TRACKING_URI > mlflow.tracking_uri > sqlite under NEWSML_HOME (environment wins)."""
         env = os.environ.get("MLFLOW_TRACKING_URI")
         if env:
             return env
-        return f"sqlite:///{self.home / 'mlflow.db'}"
+        return self.config.mlflow.tracking_uri or f"sqlite:///{self.home / 'mlflow.db'}"
 
     @property
     def mlflow_artifact_root(self) -> Path:

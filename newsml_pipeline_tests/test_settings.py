@@ -76,13 +76,23 @@ def test_unset_env_var_in_config_is_an_error(tmp_path: Path, monkeypatch: pytest
         load_config(_write(tmp_path, data))
 
 
-def test_mlflow_uri_precedence(newsml_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_environment_wins_over_the_config_for_every_store(
+    newsml_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One rule for the MLflow tracking URI and the warehouse: env var > config key > default."""
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("NEWSML_WAREHOUSE_URL", raising=False)
     s = Settings(home=newsml_home, config_file=DEFAULT_CONFIG_PATH)
     assert s.mlflow_tracking_uri() == f"sqlite:///{newsml_home / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.internal:5000")
-    assert s.mlflow_tracking_uri() == "http://mlflow.internal:5000"
+    assert s.warehouse_target == str(newsml_home / "warehouse.duckdb")
     data = _base()
-    data["mlflow"] = {"tracking_uri": "sqlite:///elsewhere.db"}
-    s2 = Settings(home=newsml_home, config_file=_write(tmp_path, data))
-    assert s2.mlflow_tracking_uri() == "sqlite:///elsewhere.db"
+    data["mlflow"] = {"tracking_uri": "sqlite:///from-config.db"}
+    data["warehouse"] = {"url": "postgresql://config-host/newsml"}
+    from_config = Settings(home=newsml_home, config_file=_write(tmp_path, data))
+    assert from_config.mlflow_tracking_uri() == "sqlite:///from-config.db"
+    assert from_config.warehouse_target == "postgresql://config-host/newsml"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.internal:5000")
+    monkeypatch.setenv("NEWSML_WAREHOUSE_URL", "postgresql://env-host/newsml")
+    for settings in (s, from_config):
+        assert settings.mlflow_tracking_uri() == "http://mlflow.internal:5000"
+        assert settings.warehouse_target == "postgresql://env-host/newsml"

@@ -492,6 +492,9 @@ def run_demo(opts: DemoOptions, *, home: Path, out: Any) -> DemoReport:
     os.environ["NEWSML_HOME"] = str(home)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.pop("NEWSML_EXECUTOR", None)  # the demo runs on this machine
+    # The environment wins over the config (settings.Settings): the demo's stores stay in its home.
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{home / 'mlflow.db'}"
+    os.environ.pop("NEWSML_WAREHOUSE_URL", None)
 
     import dagster as dg
 
