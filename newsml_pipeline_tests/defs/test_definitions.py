@@ -95,6 +95,15 @@ def test_jobs_schedules_and_sensor(make_settings) -> None:
     assert sensor.job_name == "retrain_job"
 
 
+def test_ingest_and_retrain_crons_come_from_the_config(make_settings) -> None:
+    defs = build_definitions(
+        make_settings(schedules={"ingest": "15 2 * * *", "retrain": "0 4 * * sun"}, crawl={"schedule": "*/20 * * * *"})
+    )
+    assert defs.resolve_schedule_def("daily_ingest_schedule").cron_schedule == "15 2 * * *"
+    assert defs.resolve_schedule_def("weekly_retrain_schedule").cron_schedule == "0 4 * * sun"
+    assert defs.resolve_schedule_def("hourly_crawl_schedule").cron_schedule == "*/20 * * * *"
+
+
 def test_dagster_definitions_validate(newsml_home: Path) -> None:
     env = {**os.environ, "NEWSML_HOME": str(newsml_home)}
     env.pop("DAGSTER_HOME", None)
