@@ -6,7 +6,7 @@
   ended, and again for any of the last `crawl.late_days` days that gained stored articles since.
 - `retrain_job` (feedback → splits → candidate → evaluation + gate → deployment) runs weekly and
   whenever ADWIN sees the scored stream drift. Retrains never overlap: the job carries a tag
-  whose run concurrency is limited to one in dagster.yaml, and training sits in the `gpu` pool.
+  whose run concurrency is limited to one in dagster.yaml, and training sits in a one-slot pool.
 """
 
 from datetime import UTC, date, datetime, timedelta
