@@ -5,7 +5,8 @@ Settings come from NEWSML_HOME / NEWSML_CONFIG (`Settings.from_env()`), like the
   newsml demo [--days N]                            the living system over a bundled newsroom
   newsml run [--date YYYY-MM-DD] [--retrain]        materialize ingest_job (+ retrain_job)
   newsml predict "some article text" [--title T]     one article -> one JSON line
-  newsml predict --file articles.jsonl              JSONL of {title?, text, id?} -> JSONL
+  newsml predict --file articles.jsonl              one {title?, text, id?} per line/row -> JSONL
+                                                    (.jsonl[.gz], .ndjson, .csv, .parquet)
   cat articles.jsonl | newsml predict               same, from stdin (streamed in batches)
   newsml serve [--host 127.0.0.1] [--port 8765]
   newsml label [--host 127.0.0.1] [--port 8766] [--user NAME]   the labelling page
@@ -17,7 +18,6 @@ Settings come from NEWSML_HOME / NEWSML_CONFIG (`Settings.from_env()`), like the
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import logging
 import subprocess
@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from newsml_pipeline.core.records import is_record_file, iter_records, jsonl_lines
 from newsml_pipeline.settings import ConfigError, Settings
 
 log = logging.getLogger("newsml")
@@ -44,32 +45,33 @@ class CliError(Exception):
 # ---------------------------------------------------------------- predict
 
 
-def _jsonl_records(lines: Iterable[str], *, source: str) -> Iterator[dict[str, Any]]:
-    for n, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise CliError(f"{source} line {n}: not valid JSON ({e.msg})") from None
-        if not isinstance(rec, dict):
-            raise CliError(f"{source} line {n}: expected a JSON object with 'text', got {type(rec).__name__}")
-        yield rec
+Located = tuple[str, dict[str, Any]]  # (where: "stdin line 3", "a.csv:4", ...; the record)
 
 
-def _file_records(path: Path) -> Iterator[dict[str, Any]]:
+def _stdin_records(lines: Iterable[str]) -> Iterator[Located]:
+    for item in jsonl_lines(lines):
+        if item.record is None:
+            raise CliError(f"stdin line {item.line}: {item.error}")
+        yield f"stdin line {item.line}", item.record
+
+
+def _file_records(path: Path) -> Iterator[Located]:
+    """One article per line/row of a .jsonl/.jsonl.gz/.ndjson/.csv/.parquet file (title, text, id
+    columns), read by the same readers as local sources; any other file is the text of one article."""
     if not path.exists():
         raise CliError(f"--file {path}: no such file")
-    if path.name.endswith((".jsonl", ".jsonl.gz", ".ndjson")):
-        opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rt", encoding="utf-8") as fh:
-            yield from _jsonl_records(fh, source=str(path))
-    else:  # any other file is the text of one article
-        yield {"text": path.read_text(encoding="utf-8")}
+    if not is_record_file(path):
+        yield str(path), {"text": path.read_text(encoding="utf-8")}
+        return
+    for where, rec, err in iter_records(path):
+        if err is not None:
+            raise CliError(err)
+        # An empty CSV cell or a null column is an absent field (a missing title, no id).
+        yield where, {k: v for k, v in rec.items() if v is not None}
 
 
-def _batches(records: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
-    batch: list[dict[str, Any]] = []
+def _batches(records: Iterable[Located], size: int) -> Iterator[list[Located]]:
+    batch: list[Located] = []
     for rec in records:
         batch.append(rec)
         if len(batch) >= size:
@@ -84,22 +86,25 @@ def cmd_predict(args: argparse.Namespace, settings: Settings, out: IO[str]) -> i
 
     if args.text is not None and args.file is not None:
         raise CliError("give either a text argument or --file, not both")
+    if args.title is not None and args.text is None:
+        raise CliError("--title goes with a text argument; in a --file or on stdin each record has its own title")
     if args.text is not None:
-        records: Iterable[dict[str, Any]] = [{"title": args.title, "text": args.text}]
+        records: Iterable[Located] = [("input", {"title": args.title, "text": args.text})]
     elif args.file is not None:
         records = _file_records(Path(args.file))
     else:
         if sys.stdin.isatty():
             raise CliError("nothing to classify: give a text, --file, or JSONL on stdin")
-        records = _jsonl_records(sys.stdin, source="stdin")
+        records = _stdin_records(sys.stdin)
     predictor = Predictor.from_settings(settings)
     size = args.batch_size or predictor.serving_cfg.batch_size
     done = 0
-    for batch in _batches(records, size):
+    for located in _batches(records, size):
+        batch = [rec for _, rec in located]
         try:
             answers = predictor.predict(batch)
         except InvalidRecordError as e:
-            where = "input" if e.index is None else f"record {done + e.index + 1}"
+            where = "input" if e.index is None else f"record {done + e.index + 1} ({located[e.index][0]})"
             raise CliError(f"{where}: {e.reason}") from None
         for a in answers:
             out.write(json.dumps(a, ensure_ascii=False) + "\n")
@@ -408,8 +413,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="classify articles with the serving champion (JSONL out)")
     p.add_argument("text", nargs="?", help="the text of one article (else --file or JSONL on stdin)")
-    p.add_argument("--title", help="title of the article given as text")
-    p.add_argument("--file", help=".jsonl/.jsonl.gz of {title?, text, id?}, or a text file = one article")
+    p.add_argument("--title", help="title of the article given as text (not with --file or stdin)")
+    p.add_argument(
+        "--file",
+        help=".jsonl/.jsonl.gz/.ndjson/.csv/.parquet: one article per line or row ({title?, text, id?}); "
+        "any other file is the text of one article",
+    )
     p.add_argument(
         "--batch-size", type=int, default=None, help="articles per batch (default serving.batch_size)"
     )
