@@ -38,6 +38,9 @@ from newsml_pipeline.newsroom.site import NewsSite, Story
 log = logging.getLogger(__name__)
 
 DEMO_TAG = "newsml/demo"
+# The absolute NEWSML_HOME of the demo a run belongs to: homes that share an instance (the repo's
+# dagster.yaml, one DAGSTER_HOME) only ever remove their own runs.
+DEMO_HOME_TAG = "newsml/demo_home"
 MARKER = "demo.json"
 CONFIG_NAME = "demo.yaml"
 # Entries of a home that are not pipeline state (the repo's data/ ships a README; the Dagster
@@ -446,11 +449,19 @@ def dagster_home_for(home: Path) -> Path:
     return dagster_home
 
 
-def delete_demo_runs(instance: Any) -> int:
-    """Remove the runs (and their events) of previous demos from the instance."""
+def demo_run_tags(home: Path) -> dict[str, str]:
+    """The tags of every run a demo in `home` launches."""
+    return {DEMO_TAG: "true", DEMO_HOME_TAG: str(home.resolve())}
+
+
+def delete_demo_runs(instance: Any, home: Path) -> int:
+    """Remove the runs (and their events) of previous demos in `home` from the instance.
+
+    Only runs tagged with this home: another home's demo runs in a shared instance stay, and so
+    do untagged ones (runs of a demo from before the home tag, which no home can claim)."""
     import dagster as dg
 
-    records = instance.get_run_records(filters=dg.RunsFilter(tags={DEMO_TAG: "true"}))
+    records = instance.get_run_records(filters=dg.RunsFilter(tags=demo_run_tags(home)))
     for rec in records:
         instance.delete_run(rec.dagster_run.run_id)
     return len(records)
@@ -501,7 +512,7 @@ def run_demo(opts: DemoOptions, *, home: Path, out: Any) -> DemoReport:
     from newsml_pipeline.newsroom.driver import LivingSystem
 
     instance = dg.DagsterInstance.get()
-    removed_runs = delete_demo_runs(instance)
+    removed_runs = delete_demo_runs(instance, home)
     if reset or removed_runs:
         reset = f"{reset or 'a previous demo'}: its files in {home} and its {removed_runs} Dagster run(s)"
         log.info("starting clean: removed %s", reset)
@@ -538,7 +549,7 @@ def run_demo(opts: DemoOptions, *, home: Path, out: Any) -> DemoReport:
             instance,
             site,
             executor=opts.executor,  # type: ignore[arg-type]
-            run_tags={DEMO_TAG: "true"},
+            run_tags=demo_run_tags(home),
             crawl_every=opts.crawl_every,
             sensor_every=opts.sensor_every,
         )
