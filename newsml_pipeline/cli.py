@@ -10,6 +10,7 @@ Settings come from NEWSML_HOME / NEWSML_CONFIG (`Settings.from_env()`), like the
   cat articles.jsonl | newsml predict               same, from stdin (streamed in batches)
   newsml serve [--host 127.0.0.1] [--port 8765]
   newsml label [--host 127.0.0.1] [--port 8766] [--user NAME]   the labelling page
+                                                    (off loopback: NEWSML_LABEL_TOKENS=name:token,...)
   newsml rollback [--reason "why"]
   newsml status [--json]
   newsml bench serve [-- bench options]
@@ -152,19 +153,28 @@ def cmd_serve(args: argparse.Namespace, settings: Settings, out: IO[str]) -> int
 
 
 def cmd_label(args: argparse.Namespace, settings: Settings, out: IO[str]) -> int:
-    from newsml_pipeline.core.labeling.page import LabellingService, serve
+    from newsml_pipeline.core.labeling.access import TOKENS_ENV, tokens_from_env
+    from newsml_pipeline.core.labeling.page import LabellingService, check_bind, serve
 
+    try:
+        tokens = tokens_from_env()
+        check_bind(args.host, tokens)  # before anything opens: off loopback only with credentials
+    except (ValueError, PermissionError) as e:
+        raise CliError(str(e)) from None
+    if tokens and args.user:
+        raise CliError(f"--user: with {TOKENS_ENV} set, each labeller is the name their token signs in as")
     try:
         service = LabellingService.from_settings(settings, labeller=args.user)
     except ValueError as e:
         raise CliError(f"--user: {e}") from None
+    who = f"{len(tokens)} labellers ({TOKENS_ENV}, HTTP Basic)" if tokens else service.labeller
     out.write(
-        f"labelling page for {service.labeller} on http://{args.host}:{args.port}/ "
+        f"labelling page for {who} on http://{args.host}:{args.port}/ "
         f"(answers go to {service.store.path})\n"
     )
     out.flush()
     try:
-        serve(service, host=args.host, port=args.port)
+        serve(service, host=args.host, port=args.port, tokens=tokens)
     except KeyboardInterrupt:
         out.write("stopped\n")
     return 0
@@ -437,9 +447,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("label", help="labelling page: the review queue one article at a time")
-    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="bind address (default 127.0.0.1; any other needs NEWSML_LABEL_TOKENS='name:token,...')",
+    )
     p.add_argument("--port", type=int, default=8766, help="port (default 8766)")
-    p.add_argument("--user", default=None, help="who is labelling (default: the login name)")
+    p.add_argument(
+        "--user", default=None, help="who is labelling, without NEWSML_LABEL_TOKENS (default: the login name)"
+    )
     p.set_defaults(func=cmd_label)
 
     p = sub.add_parser("rollback", help="move the champion alias back to the previous version")
