@@ -56,6 +56,22 @@ def open_text(path: Path) -> IO[str]:
     return open(path, encoding="utf-8")
 
 
+def read_jsonl(path: Path, *, limit: int | None = None) -> list[dict[str, Any]]:
+    """The first `limit` records (all by default) of a .jsonl[.gz] file that must be well formed
+    (bundled data, the shared corpora): a bad line raises ValueError naming it."""
+    rows: list[dict[str, Any]] = []
+    if limit is not None and limit <= 0:
+        return rows
+    with open_text(path) as fh:
+        for item in jsonl_lines(fh):
+            if item.record is None:
+                raise ValueError(f"{path}:{item.line}: {item.error}")
+            rows.append(item.record)
+            if limit is not None and len(rows) >= limit:
+                break
+    return rows
+
+
 def is_record_file(path: Path) -> bool:
     return path.name.lower().endswith(RECORD_SUFFIXES)
 

@@ -17,7 +17,6 @@ state that is not a demo's is refused.
 from __future__ import annotations
 
 import collections
-import gzip
 import json
 import logging
 import os
@@ -33,6 +32,7 @@ from typing import Any
 
 import yaml
 
+from newsml_pipeline.core.records import read_jsonl
 from newsml_pipeline.newsroom.site import NewsSite, Story
 
 log = logging.getLogger(__name__)
@@ -314,8 +314,7 @@ def sample_path() -> Path:
 
 
 def load_sample() -> list[dict[str, Any]]:
-    with gzip.open(sample_path(), "rt", encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+    return read_jsonl(sample_path())
 
 
 def section_of(category: str) -> str:

@@ -42,7 +42,7 @@ from newsml_pipeline.newsroom.demo import (
 )
 from newsml_pipeline.newsroom.driver import RetrainOutcome
 from newsml_pipeline.newsroom.site import NewsSite
-from newsml_pipeline_tests.tiny_models import make_tiny_classifier_dir
+from testkit.tiny_models import make_tiny_classifier_dir
 
 NAMES = [c["name"] for c in SCHEMA]
 
