@@ -382,8 +382,10 @@ def create_app(service: LabellingService, *, tokens: Mapping[str, str] | None = 
     @app.exception_handler(PageError)
     async def _page_error(_request, exc: PageError) -> JSONResponse:  # noqa: ANN001
         # A 401 asks the browser for the labeller's name and token (HTTP Basic).
-        headers = {"WWW-Authenticate": 'Basic realm="newsml labelling", charset="UTF-8"'} if exc.status == 401 else None
-        return JSONResponse(status_code=exc.status, content={"detail": exc.message}, headers=headers)
+        headers = {"WWW-Authenticate": 'Basic realm="newsml labelling", charset="UTF-8"'}
+        return JSONResponse(
+            status_code=exc.status, content={"detail": exc.message}, headers=headers if exc.status == 401 else None
+        )
 
     def labeller(request: Request) -> str:
         """Who is asking: the verified labeller with tokens, else the process's own (loopback only)."""
