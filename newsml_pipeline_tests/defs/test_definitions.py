@@ -123,12 +123,11 @@ def test_gpu_placement_is_decided_without_torch() -> None:
 
 
 _POOLS_SCRIPT = f"""
-import json, sys
+import json
 import dagster as dg
 from newsml_pipeline.definitions import defs
 graph = defs.resolve_asset_graph()
 print(json.dumps({{n: sorted(graph.get(dg.AssetKey(n)).pools) for n in {MODEL_STEPS!r}}}))
-print("torch imported:", "torch" in sys.modules, file=sys.stderr)
 """
 
 
