@@ -34,7 +34,7 @@ from newsml_pipeline.core.crawl.crawler import PageRequest, crawl_pages  # noqa:
 from newsml_pipeline.core.crawl.extract import ExtractorPool, default_workers  # noqa: E402
 from newsml_pipeline.core.crawl.extraction_quality import token_prf  # noqa: E402
 from newsml_pipeline.core.crawl.fetcher import Fetcher  # noqa: E402
-from newsml_pipeline_tests.core.crawl.loopback import LoopbackServer, expected_texts, load_pages  # noqa: E402
+from testkit.loopback import LoopbackServer, expected_texts, load_pages  # noqa: E402
 
 
 def _serve(corpora: str, queue) -> None:

@@ -38,12 +38,11 @@ import polars as pl
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from corpora import CORPORA, read_jsonl_gz  # noqa: E402
-
 from newsml_pipeline.core.data.warehouse import Warehouse  # noqa: E402
 from newsml_pipeline.core.monitoring.drift import DriftMonitor, DriftStateStore, feed_values  # noqa: E402
 from newsml_pipeline.core.monitoring.sensor_logic import evaluate_tick, run_drift_tick  # noqa: E402
 from newsml_pipeline.settings import DEFAULT_CONFIG_PATH, DriftConfig, load_config  # noqa: E402
+from testkit.corpora import CORPORA, read_jsonl_gz  # noqa: E402
 
 log = logging.getLogger("bench.drift")
 DEFAULT_CORPORA = CORPORA

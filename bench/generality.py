@@ -42,12 +42,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from corpora import CORPORA  # noqa: E402
-
 from newsml_pipeline.core.labeling.pipeline import combine_votes, compute_votes, dependent_groups  # noqa: E402
 from newsml_pipeline.core.labeling.schema import ABSTAIN  # noqa: E402
 from newsml_pipeline.core.training.device import available_cores  # noqa: E402
 from newsml_pipeline.settings import DEFAULT_CONFIG_PATH, LabelsConfig, load_config  # noqa: E402
+from testkit.corpora import CORPORA  # noqa: E402
 
 log = logging.getLogger("bench.generality")
 SCHEMAS = ROOT / "bench" / "schemas"

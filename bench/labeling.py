@@ -23,12 +23,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from corpora import BBC_CORPUS, load_bbc  # noqa: E402
-
 from newsml_pipeline.core.labeling import nlp_cache  # noqa: E402
 from newsml_pipeline.core.labeling.pipeline import combine_votes, label_articles  # noqa: E402
 from newsml_pipeline.core.labeling.schema import ABSTAIN, LabelSchema  # noqa: E402
 from newsml_pipeline.settings import DEFAULT_CONFIG_PATH, load_config  # noqa: E402
+from testkit.corpora import BBC_CORPUS, load_bbc  # noqa: E402
 
 DEFAULT_CORPUS = BBC_CORPUS
 

@@ -341,7 +341,7 @@ def simulate(args: argparse.Namespace, home: Path) -> dict[str, Any]:
     base_model = None
     if args.quick:
         sys.path.insert(0, str(REPO))
-        from newsml_pipeline_tests.tiny_models import make_tiny_classifier_dir
+        from testkit.tiny_models import make_tiny_classifier_dir
 
         base_model = str(
             make_tiny_classifier_dir(home, [c["name"] for c in SCHEMA], texts=[s.text for s in stories[:200]])

@@ -39,9 +39,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from corpora import CORPORA, read_jsonl_gz  # noqa: E402
-
 from newsml_pipeline.settings import LabelsConfig, ServingConfig, load_config  # noqa: E402
+from testkit.corpora import CORPORA, read_jsonl_gz  # noqa: E402
 
 log = logging.getLogger("bench.serve")
 DEFAULT_CORPORA = CORPORA

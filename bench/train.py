@@ -32,14 +32,13 @@ import polars as pl
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from corpora import BBC_CORPUS, load_bbc  # noqa: E402
-
 from newsml_pipeline.core.labeling.label_issues import find_label_issues  # noqa: E402
 from newsml_pipeline.core.training.device import available_cores  # noqa: E402
 from newsml_pipeline.core.training.fine_tune import classification_metrics, train_classifier  # noqa: E402
 from newsml_pipeline.core.training.inputs import format_input  # noqa: E402
 from newsml_pipeline.core.training.model_io import load_classifier, predict_proba  # noqa: E402
 from newsml_pipeline.settings import DEFAULT_CONFIG_PATH, load_config  # noqa: E402
+from testkit.corpora import BBC_CORPUS, load_bbc  # noqa: E402
 
 DEFAULT_CORPUS = BBC_CORPUS
 log = logging.getLogger("bench.train")

@@ -52,7 +52,7 @@ from newsml_pipeline.core.monitoring.sensor_logic import (  # noqa: E402
 )
 from newsml_pipeline.defs.training import SPLITS_TABLE, labeled_with_raw  # noqa: E402
 from newsml_pipeline.settings import DriftConfig, GateConfig, SplitsConfig  # noqa: E402
-from newsml_pipeline_tests.postgres_server import PostgresServer, find_bin_dir  # noqa: E402
+from testkit.postgres_server import PostgresServer, find_bin_dir  # noqa: E402
 
 log = logging.getLogger("bench.warehouse")
 LABELS = ["business", "entertainment", "politics", "sport", "tech"]

@@ -5,10 +5,12 @@ Settings come from NEWSML_HOME / NEWSML_CONFIG (`Settings.from_env()`), like the
   newsml demo [--days N]                            the living system over a bundled newsroom
   newsml run [--date YYYY-MM-DD] [--retrain]        materialize ingest_job (+ retrain_job)
   newsml predict "some article text" [--title T]     one article -> one JSON line
-  newsml predict --file articles.jsonl              JSONL of {title?, text, id?} -> JSONL
+  newsml predict --file articles.jsonl              one {title?, text, id?} per line/row -> JSONL
+                                                    (.jsonl[.gz], .ndjson, .csv, .parquet)
   cat articles.jsonl | newsml predict               same, from stdin (streamed in batches)
   newsml serve [--host 127.0.0.1] [--port 8765]
   newsml label [--host 127.0.0.1] [--port 8766] [--user NAME]   the labelling page
+                                                    (off loopback: NEWSML_LABEL_TOKENS=name:token,...)
   newsml rollback [--reason "why"]
   newsml status [--json]
   newsml bench serve [-- bench options]
@@ -17,7 +19,6 @@ Settings come from NEWSML_HOME / NEWSML_CONFIG (`Settings.from_env()`), like the
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import logging
 import subprocess
@@ -28,6 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from newsml_pipeline.core.records import is_record_file, iter_records, jsonl_lines
 from newsml_pipeline.settings import ConfigError, Settings
 
 log = logging.getLogger("newsml")
@@ -44,32 +46,33 @@ class CliError(Exception):
 # ---------------------------------------------------------------- predict
 
 
-def _jsonl_records(lines: Iterable[str], *, source: str) -> Iterator[dict[str, Any]]:
-    for n, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise CliError(f"{source} line {n}: not valid JSON ({e.msg})") from None
-        if not isinstance(rec, dict):
-            raise CliError(f"{source} line {n}: expected a JSON object with 'text', got {type(rec).__name__}")
-        yield rec
+Located = tuple[str, dict[str, Any]]  # (where: "stdin line 3", "a.csv:4", ...; the record)
 
 
-def _file_records(path: Path) -> Iterator[dict[str, Any]]:
+def _stdin_records(lines: Iterable[str]) -> Iterator[Located]:
+    for item in jsonl_lines(lines):
+        if item.record is None:
+            raise CliError(f"stdin line {item.line}: {item.error}")
+        yield f"stdin line {item.line}", item.record
+
+
+def _file_records(path: Path) -> Iterator[Located]:
+    """One article per line/row of a .jsonl/.jsonl.gz/.ndjson/.csv/.parquet file (title, text, id
+    columns), read by the same readers as local sources; any other file is the text of one article."""
     if not path.exists():
         raise CliError(f"--file {path}: no such file")
-    if path.name.endswith((".jsonl", ".jsonl.gz", ".ndjson")):
-        opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rt", encoding="utf-8") as fh:
-            yield from _jsonl_records(fh, source=str(path))
-    else:  # any other file is the text of one article
-        yield {"text": path.read_text(encoding="utf-8")}
+    if not is_record_file(path):
+        yield str(path), {"text": path.read_text(encoding="utf-8")}
+        return
+    for where, rec, err in iter_records(path):
+        if err is not None:
+            raise CliError(err)
+        # An empty CSV cell or a null column is an absent field (a missing title, no id).
+        yield where, {k: v for k, v in rec.items() if v is not None}
 
 
-def _batches(records: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
-    batch: list[dict[str, Any]] = []
+def _batches(records: Iterable[Located], size: int) -> Iterator[list[Located]]:
+    batch: list[Located] = []
     for rec in records:
         batch.append(rec)
         if len(batch) >= size:
@@ -84,22 +87,25 @@ def cmd_predict(args: argparse.Namespace, settings: Settings, out: IO[str]) -> i
 
     if args.text is not None and args.file is not None:
         raise CliError("give either a text argument or --file, not both")
+    if args.title is not None and args.text is None:
+        raise CliError("--title goes with a text argument; in a --file or on stdin each record has its own title")
     if args.text is not None:
-        records: Iterable[dict[str, Any]] = [{"title": args.title, "text": args.text}]
+        records: Iterable[Located] = [("input", {"title": args.title, "text": args.text})]
     elif args.file is not None:
         records = _file_records(Path(args.file))
     else:
         if sys.stdin.isatty():
             raise CliError("nothing to classify: give a text, --file, or JSONL on stdin")
-        records = _jsonl_records(sys.stdin, source="stdin")
+        records = _stdin_records(sys.stdin)
     predictor = Predictor.from_settings(settings)
     size = args.batch_size or predictor.serving_cfg.batch_size
     done = 0
-    for batch in _batches(records, size):
+    for located in _batches(records, size):
+        batch = [rec for _, rec in located]
         try:
             answers = predictor.predict(batch)
         except InvalidRecordError as e:
-            where = "input" if e.index is None else f"record {done + e.index + 1}"
+            where = "input" if e.index is None else f"record {done + e.index + 1} ({located[e.index][0]})"
             raise CliError(f"{where}: {e.reason}") from None
         for a in answers:
             out.write(json.dumps(a, ensure_ascii=False) + "\n")
@@ -147,19 +153,28 @@ def cmd_serve(args: argparse.Namespace, settings: Settings, out: IO[str]) -> int
 
 
 def cmd_label(args: argparse.Namespace, settings: Settings, out: IO[str]) -> int:
-    from newsml_pipeline.core.labeling.page import LabellingService, serve
+    from newsml_pipeline.core.labeling.access import TOKENS_ENV, tokens_from_env
+    from newsml_pipeline.core.labeling.page import LabellingService, check_bind, serve
 
+    try:
+        tokens = tokens_from_env()
+        check_bind(args.host, tokens)  # before anything opens: off loopback only with credentials
+    except (ValueError, PermissionError) as e:
+        raise CliError(str(e)) from None
+    if tokens and args.user:
+        raise CliError(f"--user: with {TOKENS_ENV} set, each labeller is the name their token signs in as")
     try:
         service = LabellingService.from_settings(settings, labeller=args.user)
     except ValueError as e:
         raise CliError(f"--user: {e}") from None
+    who = f"{len(tokens)} labellers ({TOKENS_ENV}, HTTP Basic)" if tokens else service.labeller
     out.write(
-        f"labelling page for {service.labeller} on http://{args.host}:{args.port}/ "
+        f"labelling page for {who} on http://{args.host}:{args.port}/ "
         f"(answers go to {service.store.path})\n"
     )
     out.flush()
     try:
-        serve(service, host=args.host, port=args.port)
+        serve(service, host=args.host, port=args.port, tokens=tokens)
     except KeyboardInterrupt:
         out.write("stopped\n")
     return 0
@@ -408,8 +423,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="classify articles with the serving champion (JSONL out)")
     p.add_argument("text", nargs="?", help="the text of one article (else --file or JSONL on stdin)")
-    p.add_argument("--title", help="title of the article given as text")
-    p.add_argument("--file", help=".jsonl/.jsonl.gz of {title?, text, id?}, or a text file = one article")
+    p.add_argument("--title", help="title of the article given as text (not with --file or stdin)")
+    p.add_argument(
+        "--file",
+        help=".jsonl/.jsonl.gz/.ndjson/.csv/.parquet: one article per line or row ({title?, text, id?}); "
+        "any other file is the text of one article",
+    )
     p.add_argument(
         "--batch-size", type=int, default=None, help="articles per batch (default serving.batch_size)"
     )
@@ -428,9 +447,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("label", help="labelling page: the review queue one article at a time")
-    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="bind address (default 127.0.0.1; any other needs NEWSML_LABEL_TOKENS='name:token,...')",
+    )
     p.add_argument("--port", type=int, default=8766, help="port (default 8766)")
-    p.add_argument("--user", default=None, help="who is labelling (default: the login name)")
+    p.add_argument(
+        "--user", default=None, help="who is labelling, without NEWSML_LABEL_TOKENS (default: the login name)"
+    )
     p.set_defaults(func=cmd_label)
 
     p = sub.add_parser("rollback", help="move the champion alias back to the previous version")

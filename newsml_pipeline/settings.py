@@ -85,6 +85,57 @@ class PartitionsConfig(_Strict):
         return v
 
 
+# ---------------------------------------------------------------- schedules
+
+# (low, high) of each cron field: minute, hour, day of month, month, day of week (7 = Sunday too).
+_CRON_RANGES = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
+_CRON_NAMES = (
+    {},
+    {},
+    {},
+    {m: i for i, m in enumerate("jan feb mar apr may jun jul aug sep oct nov dec".split(), start=1)},
+    {d: i for i, d in enumerate("sun mon tue wed thu fri sat".split())},
+)
+_CRON_ITEM = re.compile(r"^(?:\*|(\w+)(?:-(\w+))?)(?:/(\d+))?$")
+
+
+def check_cron(v: str) -> str:
+    """A 5-field cron expression (UTC) as Dagster schedules take it; ValueError says what is wrong.
+
+    Checked at config load so a typo fails there, naming the key, not when the daemon ticks."""
+    fields = v.split()
+    if len(fields) != 5:
+        raise ValueError(f"{v!r} must be a 5-field cron expression, e.g. '0 * * * *' (hourly)")
+    for field, (low, high), names, what in zip(
+        fields, _CRON_RANGES, _CRON_NAMES, ("minute", "hour", "day of month", "month", "day of week"), strict=True
+    ):
+        for item in field.split(","):
+            m = _CRON_ITEM.match(item.lower())
+            if m is None or (m.group(3) is not None and int(m.group(3)) == 0):
+                raise ValueError(f"{v!r}: {what} field {field!r} is not cron syntax")
+            for value in (m.group(1), m.group(2)):
+                if value is None:
+                    continue
+                n = names.get(value, int(value) if value.isdigit() else None)
+                if n is None or not low <= n <= high:
+                    raise ValueError(f"{v!r}: {what} {value!r} is outside {low}-{high}")
+    return v
+
+
+class SchedulesConfig(_Strict):
+    """When the daily ingest and the weekly retrain run (cron, UTC); the crawl's is crawl.schedule."""
+
+    # daily_ingest_schedule: the day that just ended, plus recent days that gained late articles.
+    ingest: str = "30 0 * * *"
+    # weekly_retrain_schedule: Mondays 03:00 (DESIGN.md's contract default).
+    retrain: str = "0 3 * * 1"
+
+    @field_validator("ingest", "retrain")
+    @classmethod
+    def _cron(cls, v: str) -> str:
+        return check_cron(v)
+
+
 class CrawlConfig(_Strict):
     concurrency: int = Field(default=16, ge=1, le=512)
     per_host_rps: float = Field(default=1.0, gt=0)
@@ -123,9 +174,7 @@ class CrawlConfig(_Strict):
     @field_validator("schedule")
     @classmethod
     def _cron(cls, v: str) -> str:
-        if len(v.split()) != 5:
-            raise ValueError("must be a 5-field cron expression, e.g. '0 * * * *' (hourly)")
-        return v
+        return check_cron(v)
 
 
 _NON_WORD = re.compile(r"[\W_]+")
@@ -322,14 +371,17 @@ class TrainingConfig(_Strict):
 
 
 class MlflowConfig(_Strict):
-    tracking_uri: str | None = None  # null = MLFLOW_TRACKING_URI, else sqlite under NEWSML_HOME
+    # One rule for every store (see Settings): the environment wins. MLFLOW_TRACKING_URI, when
+    # set, beats this key; null and no MLFLOW_TRACKING_URI = sqlite under NEWSML_HOME.
+    tracking_uri: str | None = None
     experiment: str = "newsml"
     registered_model: str = DEFAULT_REGISTERED_MODEL
 
 
 class WarehouseConfig(_Strict):
     # null = the DuckDB file $NEWSML_HOME/warehouse.duckdb; a postgresql:// URL puts every table in
-    # that database (same interface, core/data/dialect.py). NEWSML_WAREHOUSE_URL wins over this key.
+    # that database (same interface, core/data/dialect.py). The environment wins, as for MLflow:
+    # NEWSML_WAREHOUSE_URL, when set, beats this key.
     # Keep the password out of the URL (PGPASSWORD, ~/.pgpass): the URL shows in the Dagster UI.
     url: str | None = None
 
@@ -447,6 +499,7 @@ class NewsmlConfig(_Strict):
     sources: list[Source] = Field(default_factory=list)
     partitions: PartitionsConfig = PartitionsConfig()
     crawl: CrawlConfig = CrawlConfig()
+    schedules: SchedulesConfig = SchedulesConfig()
     labels: LabelsConfig
     quality: QualityConfig = QualityConfig()
     splits: SplitsConfig = SplitsConfig()
@@ -550,7 +603,13 @@ def load_config(path: str | Path | None = None, *, home: Path | None = None) -> 
 
 
 class Settings(BaseModel):
-    """Home + config together; what resources and the CLI pass around."""
+    """Home + config together; what resources and the CLI pass around.
+
+    Where a store can be named both by an environment variable and by a config key, the
+    environment wins (NEWSML_WAREHOUSE_URL over warehouse.url, MLFLOW_TRACKING_URI over
+    mlflow.tracking_uri): a deployment (a pod's env, CI) points a shared config elsewhere
+    without editing it, the way MLflow and Dagster read their own variables.
+    """
 
     model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
 
@@ -593,14 +652,11 @@ class Settings(BaseModel):
         return self.home / "crawl_state.duckdb"
 
     def mlflow_tracking_uri(self) -> str:
-        """Config > MLFLOW_TRACKING_URI > sqlite under NEWSML_HOME."""
-        cfg = self.config.mlflow.tracking_uri
-        if cfg:
-            return cfg
+        """MLFLOW_TRACKING_URI > mlflow.tracking_uri > sqlite under NEWSML_HOME (environment wins)."""
         env = os.environ.get("MLFLOW_TRACKING_URI")
         if env:
             return env
-        return f"sqlite:///{self.home / 'mlflow.db'}"
+        return self.config.mlflow.tracking_uri or f"sqlite:///{self.home / 'mlflow.db'}"
 
     @property
     def mlflow_artifact_root(self) -> Path:

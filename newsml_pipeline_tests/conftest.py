@@ -2,31 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
+# Where the shared corpora are and how they read: the benchmarks' own module (testkit/corpora.py).
+from testkit.corpora import CORPORA, SHARED, read_jsonl_gz  # noqa: F401 - re-exported to the tests
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load_bench_corpora() -> ModuleType:
-    """bench/corpora.py, the one place that says where the shared corpora are (NEWSML_SHARED or
-    ../shared); loaded by path because bench/ is a folder of scripts, not a package."""
-    if "corpora" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("corpora", REPO_ROOT / "bench" / "corpora.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        sys.modules["corpora"] = module  # the benchmarks' own `from corpora import …` reuses it
-    return sys.modules["corpora"]
-
-
-_corpora = _load_bench_corpora()
-SHARED: Path = _corpora.SHARED
-CORPORA: Path = _corpora.CORPORA
-read_jsonl_gz = _corpora.read_jsonl_gz
 
 
 def corpora_dir() -> Path:
@@ -64,8 +47,8 @@ def newsml_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture(scope="session")
 def postgres_server():
-    """One throwaway Postgres server for the whole run (see postgres_server.py); skips without it."""
-    from newsml_pipeline_tests.postgres_server import PostgresServer, find_bin_dir
+    """One throwaway Postgres server for the whole run (see testkit/postgres_server.py); skips without it."""
+    from testkit.postgres_server import PostgresServer, find_bin_dir
 
     bin_dir = find_bin_dir()
     if bin_dir is None:

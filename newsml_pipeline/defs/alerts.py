@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import logging
 from typing import Any
-from urllib.parse import urlsplit
 
 import dagster as dg
 import httpx
 
+from newsml_pipeline.core.crawl.urls import origin
 from newsml_pipeline.defs.resources import NewsmlSettings
 from newsml_pipeline.settings import AlertsConfig
 
@@ -53,12 +53,6 @@ def failure_payload(context: dg.RunFailureSensorContext, *, ui_url: str | None) 
     }
 
 
-def _where(url: str) -> str:
-    """scheme://host of a webhook URL: its path often holds the secret token, keep that out of logs."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
-
-
 def post_alert(payload: dict[str, Any], cfg: AlertsConfig) -> bool:
     """POST the payload to cfg.webhook_url; True when it answered 2xx. Never raises for HTTP trouble."""
     if not cfg.webhook_url:
@@ -69,13 +63,13 @@ def post_alert(payload: dict[str, Any], cfg: AlertsConfig) -> bool:
     except httpx.HTTPError as e:
         log.error(
             "alert webhook %s failed for run %s: %s: %s",
-            _where(cfg.webhook_url),
+            origin(cfg.webhook_url),
             payload["run_id"],
             type(e).__name__,
             e,
         )
         return False
-    log.info("alert for run %s sent to %s", payload["run_id"], _where(cfg.webhook_url))
+    log.info("alert for run %s sent to %s", payload["run_id"], origin(cfg.webhook_url))
     return True
 
 

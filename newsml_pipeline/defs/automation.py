@@ -6,7 +6,7 @@
   ended, and again for any of the last `crawl.late_days` days that gained stored articles since.
 - `retrain_job` (feedback → splits → candidate → evaluation + gate → deployment) runs weekly and
   whenever ADWIN sees the scored stream drift. Retrains never overlap: the job carries a tag
-  whose run concurrency is limited to one in dagster.yaml, and training sits in the `gpu` pool.
+  whose run concurrency is limited to one in dagster.yaml, and training sits in a one-slot pool.
 """
 
 from datetime import UTC, date, datetime, timedelta
@@ -84,11 +84,12 @@ def build_schedules(ingest_job, retrain_job, crawl_job, config: NewsmlConfig) ->
     @dg.schedule(
         name="daily_ingest_schedule",
         job=ingest_job,
-        cron_schedule="30 0 * * *",
+        cron_schedule=config.schedules.ingest,
         execution_timezone="UTC",
         default_status=dg.DefaultScheduleStatus.STOPPED,
         description=(
-            "00:30 UTC: ingest, label and score the day that just ended (the hourly crawl has recorded its "
+            f"{config.schedules.ingest} (UTC, schedules.ingest): ingest, label and score the day that just "
+            "ended (the hourly crawl has recorded its "
             "articles as they appeared), and re-ingest recent days that gained late articles."
         ),
     )
@@ -114,7 +115,7 @@ def build_schedules(ingest_job, retrain_job, crawl_job, config: NewsmlConfig) ->
     weekly_retrain_schedule = dg.ScheduleDefinition(
         name="weekly_retrain_schedule",
         job=retrain_job,
-        cron_schedule="0 3 * * 1",
+        cron_schedule=config.schedules.retrain,
         execution_timezone="UTC",
         default_status=dg.DefaultScheduleStatus.STOPPED,
         tags={**RETRAIN_TAGS, "newsml/trigger": "schedule"},

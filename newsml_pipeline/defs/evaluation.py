@@ -9,7 +9,7 @@ import dagster as dg
 from newsml_pipeline.core.evaluation.report import TAG_EVALUATION, log_evaluation_run, run_evaluation
 from newsml_pipeline.core.serving.predictor import ChampionResolver
 from newsml_pipeline.defs.metadata import metadata_table, png_markdown
-from newsml_pipeline.defs.placement import GPU_STEP, LIGHT_STEP
+from newsml_pipeline.defs.placement import GPU_STEP, LIGHT_STEP, model_step_pool
 from newsml_pipeline.defs.resources import MlflowResource, NewsmlSettings, WarehouseResource
 from newsml_pipeline.defs.training import SPLITS_TABLE, split_rows_with_text
 
@@ -26,7 +26,7 @@ CODE_VERSION = "2"
     op_tags=GPU_STEP,
     kinds={"mlflow", "scikitlearn"},
     code_version=CODE_VERSION,
-    pool="gpu",  # loads the candidate/champion/zero-shot models onto CUDA when there is one
+    pool=model_step_pool("model_evaluation"),  # candidate/champion/zero-shot models go on CUDA if any
     description=(
         "Candidate vs baseline (gate.baseline; zero-shot base model by default) vs champion vs the "
         "auto-labeler, all on the same gold test rows: accuracy, macro-F1, per-class P/R/F1, confusion "

@@ -19,7 +19,7 @@ from newsml_pipeline.core.labeling.pipeline import label_articles
 from newsml_pipeline.core.labeling.spacy_stage import spacy_worker_for
 from newsml_pipeline.core.labeling.trusted import collect_trusted_labels
 from newsml_pipeline.defs.metadata import metadata_table, quality_check_result
-from newsml_pipeline.defs.placement import GPU_STEP, LIGHT_STEP
+from newsml_pipeline.defs.placement import GPU_STEP, LIGHT_STEP, model_step_pool
 from newsml_pipeline.defs.resources import NewsmlSettings, WarehouseResource
 
 log = logging.getLogger(__name__)
@@ -139,7 +139,7 @@ def build_labeling_assets(partitions: dg.PartitionsDefinition) -> list[dg.Assets
         backfill_policy=dg.BackfillPolicy.single_run(),
         kinds={"duckdb", "spacy", "pytorch"},
         code_version=CODE_VERSION,
-        pool="gpu",  # the sentence embedder uses CUDA when there is one
+        pool=model_step_pool(TABLE),  # the sentence embedder uses CUDA when there is one
         description=(
             "Auto-labels for the day's articles: keyword, URL-section, entity-profile and embedding "
             "zero-shot labeling functions combined by a label model with learned accuracies. "

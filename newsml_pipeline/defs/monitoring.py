@@ -10,7 +10,7 @@ from newsml_pipeline.core.data.schema import SCORED_ARTICLES, conform
 from newsml_pipeline.core.monitoring.rescoring import keep_first_scoring
 from newsml_pipeline.core.serving.predictor import AUTO_LABELER_VERSION, Predictor
 from newsml_pipeline.defs.metadata import metadata_table
-from newsml_pipeline.defs.placement import GPU_STEP
+from newsml_pipeline.defs.placement import GPU_STEP, model_step_pool
 from newsml_pipeline.defs.resources import NewsmlSettings, WarehouseResource
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ def build_monitoring_assets(partitions: dg.PartitionsDefinition) -> list[dg.Asse
         backfill_policy=dg.BackfillPolicy.single_run(),
         kinds={"duckdb", "pytorch"},
         code_version=CODE_VERSION,
-        pool="gpu",  # the champion runs on CUDA when there is one
+        pool=model_step_pool(TABLE),  # the champion runs on CUDA when there is one
         description=(
             "The serving champion's label and confidence for each article of the day (the auto-labeler "
             "before any deployment, named so in model_version), with agreement with the auto-label. "

@@ -5,12 +5,22 @@ on the machine of the run, as on a laptop. `NEWSML_EXECUTOR=k8s` runs each step 
 Job through `dagster_k8s.k8s_job_executor` (the `scale` extra), so the steps that put a model on CUDA
 land on a GPU node and the rest on ordinary nodes. The `dagster-k8s/config` op tags below say which:
 other executors ignore them, so they cost nothing off Kubernetes.
+
+Concurrency pools (`model_step_pool`): where the deployment has GPUs, every step that puts a model
+on CUDA shares the one-slot `gpu` pool, so two models never fight for one device. On a CPU-only
+machine that pool would only make a day's labelling and scoring wait behind a training, so there
+only the training keeps a pool of its own (`training`: two trainings never share a checkpoint
+dir) and the other model steps have none. Whether there are GPUs is decided when the definitions
+load, without importing torch: `NEWSML_GPU` (`yes` / `no`, default `auto`: yes under
+`NEWSML_EXECUTOR=k8s`, whose GPU steps each get a GPU node, or where an NVIDIA driver is visible).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import shutil
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -19,6 +29,13 @@ EXECUTOR_ENV = "NEWSML_EXECUTOR"
 EXECUTORS = ("multiprocess", "k8s")
 
 K8S_CONFIG_TAG = "dagster-k8s/config"
+
+GPU_ENV = "NEWSML_GPU"
+GPU_POOL = "gpu"
+# The pool a model step keeps on a CPU-only machine (none for steps not listed).
+CPU_POOLS = {"candidate_model": "training"}
+_YES = ("1", "true", "yes", "on")
+_NO = ("0", "false", "no", "off")
 
 # Nodes of a GPU pool carry this label (NVIDIA GPU feature discovery / the GPU operator set it) and
 # usually a `nvidia.com/gpu` NoSchedule taint that keeps CPU work off them; GPU steps tolerate it.
@@ -80,3 +97,40 @@ def executor_from_env(environ: Mapping[str, str] | None = None) -> dg.ExecutorDe
             ) from e
         return k8s_job_executor
     raise ValueError(f"{EXECUTOR_ENV}={env.get(EXECUTOR_ENV)!r} is not one of {', '.join(EXECUTORS)}")
+
+
+def nvidia_driver_visible() -> bool:
+    """An NVIDIA driver on this machine (its CLI, or a GPU under /proc), and CUDA not hidden."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
+        return False
+    gpus = Path("/proc/driver/nvidia/gpus")
+    return shutil.which("nvidia-smi") is not None or (gpus.is_dir() and any(gpus.iterdir()))
+
+
+def deployment_has_gpus(
+    environ: Mapping[str, str] | None = None, *, driver_visible: Callable[[], bool] = nvidia_driver_visible
+) -> bool:
+    """NEWSML_GPU yes/no, else (auto) the k8s executor or a visible NVIDIA driver; never imports torch."""
+    env = os.environ if environ is None else environ
+    value = (env.get(GPU_ENV) or "auto").strip().lower()
+    if value in _YES:
+        return True
+    if value in _NO:
+        return False
+    if value != "auto":
+        raise ValueError(f"{GPU_ENV}={env.get(GPU_ENV)!r} is not one of auto, yes, no")
+    if (env.get(EXECUTOR_ENV) or "").strip().lower() == "k8s":
+        return True
+    return driver_visible()
+
+
+def model_step_pool(
+    step: str,
+    environ: Mapping[str, str] | None = None,
+    *,
+    driver_visible: Callable[[], bool] = nvidia_driver_visible,
+) -> str | None:
+    """The concurrency pool of a step that puts a model on CUDA when torch sees one (module docstring)."""
+    if deployment_has_gpus(environ, driver_visible=driver_visible):
+        return GPU_POOL
+    return CPU_POOLS.get(step)

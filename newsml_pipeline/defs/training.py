@@ -16,7 +16,7 @@ from newsml_pipeline.core.registry.model_logging import train_and_log
 from newsml_pipeline.core.training.fine_tune import training_fingerprint
 from newsml_pipeline.defs.clock import run_time
 from newsml_pipeline.defs.metadata import metadata_table, quality_check_result
-from newsml_pipeline.defs.placement import GPU_STEP, WINDOW_STEP
+from newsml_pipeline.defs.placement import GPU_STEP, WINDOW_STEP, model_step_pool
 from newsml_pipeline.defs.resources import MlflowResource, NewsmlSettings, WarehouseResource
 
 log = logging.getLogger(__name__)
@@ -148,7 +148,7 @@ def _jsonable(obj: Any) -> Any:
 def discard_stale_checkpoints(models_dir: Path, *, keep: Path) -> None:
     """Remove the checkpoints a crashed training of other data or config left behind.
 
-    Trainings never overlap (the `gpu` pool and the retrain run limit), so checkpoints outside
+    Trainings never overlap (their one-slot pool and the retrain run limit), so checkpoints outside
     `keep` can only be resumed if that exact dataset and config come back; each is hundreds of
     MB of optimizer state. Finished models in those dirs are kept.
     """
@@ -162,8 +162,9 @@ def discard_stale_checkpoints(models_dir: Path, *, keep: Path) -> None:
     group_name="training",
     deps=[dg.AssetKey(SPLITS_TABLE)],
     op_tags=GPU_STEP,
-    # Two trainings never fight for one device: the `gpu` pool has one slot (dagster.yaml).
-    pool="gpu",
+    # Two trainings never fight for one device or a checkpoint dir: its pool (`gpu` where there are
+    # GPUs, else `training`) has one slot (dagster.yaml).
+    pool=model_step_pool("candidate_model"),
     kinds={"pytorch", "mlflow", "huggingface"},
     code_version=CODE_VERSION,
     description=(

@@ -17,7 +17,6 @@ state that is not a demo's is refused.
 from __future__ import annotations
 
 import collections
-import gzip
 import json
 import logging
 import os
@@ -33,11 +32,15 @@ from typing import Any
 
 import yaml
 
+from newsml_pipeline.core.records import read_jsonl
 from newsml_pipeline.newsroom.site import NewsSite, Story
 
 log = logging.getLogger(__name__)
 
 DEMO_TAG = "newsml/demo"
+# The absolute NEWSML_HOME of the demo a run belongs to: homes that share an instance (the repo's
+# dagster.yaml, one DAGSTER_HOME) only ever remove their own runs.
+DEMO_HOME_TAG = "newsml/demo_home"
 MARKER = "demo.json"
 CONFIG_NAME = "demo.yaml"
 # Entries of a home that are not pipeline state (the repo's data/ ships a README; the Dagster
@@ -311,8 +314,7 @@ def sample_path() -> Path:
 
 
 def load_sample() -> list[dict[str, Any]]:
-    with gzip.open(sample_path(), "rt", encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+    return read_jsonl(sample_path())
 
 
 def section_of(category: str) -> str:
@@ -446,11 +448,19 @@ def dagster_home_for(home: Path) -> Path:
     return dagster_home
 
 
-def delete_demo_runs(instance: Any) -> int:
-    """Remove the runs (and their events) of previous demos from the instance."""
+def demo_run_tags(home: Path) -> dict[str, str]:
+    """The tags of every run a demo in `home` launches."""
+    return {DEMO_TAG: "true", DEMO_HOME_TAG: str(home.resolve())}
+
+
+def delete_demo_runs(instance: Any, home: Path) -> int:
+    """Remove the runs (and their events) of previous demos in `home` from the instance.
+
+    Only runs tagged with this home: another home's demo runs in a shared instance stay, and so
+    do untagged ones (runs of a demo from before the home tag, which no home can claim)."""
     import dagster as dg
 
-    records = instance.get_run_records(filters=dg.RunsFilter(tags={DEMO_TAG: "true"}))
+    records = instance.get_run_records(filters=dg.RunsFilter(tags=demo_run_tags(home)))
     for rec in records:
         instance.delete_run(rec.dagster_run.run_id)
     return len(records)
@@ -492,13 +502,16 @@ def run_demo(opts: DemoOptions, *, home: Path, out: Any) -> DemoReport:
     os.environ["NEWSML_HOME"] = str(home)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.pop("NEWSML_EXECUTOR", None)  # the demo runs on this machine
+    # The environment wins over the config (settings.Settings): the demo's stores stay in its home.
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{home / 'mlflow.db'}"
+    os.environ.pop("NEWSML_WAREHOUSE_URL", None)
 
     import dagster as dg
 
     from newsml_pipeline.newsroom.driver import LivingSystem
 
     instance = dg.DagsterInstance.get()
-    removed_runs = delete_demo_runs(instance)
+    removed_runs = delete_demo_runs(instance, home)
     if reset or removed_runs:
         reset = f"{reset or 'a previous demo'}: its files in {home} and its {removed_runs} Dagster run(s)"
         log.info("starting clean: removed %s", reset)
@@ -535,7 +548,7 @@ def run_demo(opts: DemoOptions, *, home: Path, out: Any) -> DemoReport:
             instance,
             site,
             executor=opts.executor,  # type: ignore[arg-type]
-            run_tags={DEMO_TAG: "true"},
+            run_tags=demo_run_tags(home),
             crawl_every=opts.crawl_every,
             sensor_every=opts.sensor_every,
         )

@@ -140,8 +140,8 @@ def test_benchmarks_read_the_shared_folder_named_by_newsml_shared(tmp_path: Path
     """A checkout that is not beside `shared/` benchmarks the data NEWSML_SHARED names, as the
     tests' fixture does, rather than a path next to the clone."""
     env = {**os.environ, "NEWSML_SHARED": str(tmp_path)}
-    code = "import corpora; print(corpora.CORPORA); print(corpora.BBC_CORPUS)"
+    code = "from testkit import corpora; print(corpora.CORPORA); print(corpora.BBC_CORPUS)"
     out = subprocess.run(
-        [sys.executable, "-c", code], cwd=BENCH, env=env, capture_output=True, text=True, check=True
+        [sys.executable, "-c", code], cwd=BENCH.parent, env=env, capture_output=True, text=True, check=True
     ).stdout.split()
     assert out == [str(tmp_path / "corpora"), str(tmp_path / "corpora" / "bbc_news" / "bbc_news.jsonl.gz")]

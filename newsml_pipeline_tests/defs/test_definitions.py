@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -9,10 +10,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 from newsml_pipeline.definitions import build_definitions
+from newsml_pipeline.defs.placement import GPU_ENV, deployment_has_gpus, model_step_pool
 
 REPO = Path(__file__).resolve().parents[2]
+MODEL_STEPS = ("labeled_articles", "scored_articles", "model_evaluation", "candidate_model")
 
 EXPECTED_EDGES = {
     ("raw_articles", "label_feedback"),
@@ -59,9 +63,10 @@ def test_asset_graph_has_the_contract_assets_and_edges(make_settings) -> None:
     from newsml_pipeline.defs.evaluation import evaluation_gate
 
     assert [spec.blocking for spec in evaluation_gate.check_specs] == [True]
-    # Every step that may put a model on CUDA shares the one-slot `gpu` pool.
-    for name in ("candidate_model", "model_evaluation", "scored_articles", "labeled_articles"):
-        assert graph.get(dg.AssetKey(name)).pools == {"gpu"}, name
+    # Each step that may put a model on CUDA is in the pool this machine's placement gives it.
+    for name in MODEL_STEPS:
+        pool = model_step_pool(name)
+        assert graph.get(dg.AssetKey(name)).pools == ({pool} if pool else set()), name
 
 
 def test_jobs_schedules_and_sensor(make_settings) -> None:
@@ -93,6 +98,56 @@ def test_jobs_schedules_and_sensor(make_settings) -> None:
     assert {k.to_user_string() for k in crawl.asset_layer.selected_asset_keys} == {"crawled_articles"}
     sensor = defs.resolve_sensor_def("drift_sensor")
     assert sensor.job_name == "retrain_job"
+
+
+def test_ingest_and_retrain_crons_come_from_the_config(make_settings) -> None:
+    defs = build_definitions(
+        make_settings(schedules={"ingest": "15 2 * * *", "retrain": "0 4 * * sun"}, crawl={"schedule": "*/20 * * * *"})
+    )
+    assert defs.resolve_schedule_def("daily_ingest_schedule").cron_schedule == "15 2 * * *"
+    assert defs.resolve_schedule_def("weekly_retrain_schedule").cron_schedule == "0 4 * * sun"
+    assert defs.resolve_schedule_def("hourly_crawl_schedule").cron_schedule == "*/20 * * * *"
+
+
+def test_gpu_placement_is_decided_without_torch() -> None:
+    assert deployment_has_gpus({GPU_ENV: "yes"}, driver_visible=lambda: False)
+    assert not deployment_has_gpus({GPU_ENV: " No "}, driver_visible=lambda: True)
+    assert deployment_has_gpus({}, driver_visible=lambda: True)  # auto: an NVIDIA driver is visible
+    assert not deployment_has_gpus({}, driver_visible=lambda: False)
+    assert deployment_has_gpus({"NEWSML_EXECUTOR": "k8s"}, driver_visible=lambda: False)  # GPU nodes
+    with pytest.raises(ValueError, match="auto, yes, no"):
+        deployment_has_gpus({GPU_ENV: "cuda"})
+    cpu = {GPU_ENV: "no"}
+    assert [model_step_pool(s, cpu) for s in MODEL_STEPS] == [None, None, None, "training"]
+    assert {model_step_pool(s, {GPU_ENV: "yes"}) for s in MODEL_STEPS} == {"gpu"}
+
+
+_POOLS_SCRIPT = f"""
+import json
+import dagster as dg
+from newsml_pipeline.definitions import defs
+graph = defs.resolve_asset_graph()
+print(json.dumps({{n: sorted(graph.get(dg.AssetKey(n)).pools) for n in {MODEL_STEPS!r}}}))
+"""
+
+
+def test_on_cpu_labelling_does_not_wait_behind_a_training(newsml_home: Path) -> None:
+    """The definitions as `dagster dev` / the daemon load them on a CPU-only machine: a day's
+    labelling and scoring share no pool with the training, so ingestion days go on during a
+    retrain (with GPUs every model step shares the one-slot `gpu` pool: the test above)."""
+    env = {**os.environ, "NEWSML_HOME": str(newsml_home), GPU_ENV: "no"}
+    env.pop("NEWSML_EXECUTOR", None)
+    out = subprocess.run(
+        [sys.executable, "-c", _POOLS_SCRIPT], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    pools = json.loads(out.stdout.strip().splitlines()[-1])
+    assert pools == {
+        "labeled_articles": [],
+        "scored_articles": [],
+        "model_evaluation": [],
+        "candidate_model": ["training"],
+    }
 
 
 def test_dagster_definitions_validate(newsml_home: Path) -> None:

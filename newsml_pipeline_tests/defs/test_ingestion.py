@@ -120,7 +120,7 @@ def test_failing_source_does_not_sink_the_others(make_settings, dated_inbox: Pat
 
 @pytest.fixture(scope="module")
 def loopback(corpora: Path):
-    from newsml_pipeline_tests.core.crawl.loopback import LoopbackServer
+    from testkit.loopback import LoopbackServer
 
     srv = LoopbackServer(corpora, slow_s=1.0).start()
     yield srv

@@ -18,7 +18,7 @@ import pytest
 
 from newsml_pipeline.core.data.warehouse import Warehouse
 from newsml_pipeline.definitions import build_definitions
-from newsml_pipeline_tests.tiny_models import make_tiny_classifier_dir
+from testkit.tiny_models import make_tiny_classifier_dir
 
 LABELS = ["business", "entertainment", "politics", "sport", "tech"]
 

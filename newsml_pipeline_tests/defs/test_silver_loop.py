@@ -22,7 +22,7 @@ from newsml_pipeline.defs.clock import AS_OF_TAG
 from newsml_pipeline.newsroom import NewsSite, Story
 from newsml_pipeline.settings import Settings
 from newsml_pipeline_tests.defs.conftest import write_config
-from newsml_pipeline_tests.tiny_models import make_tiny_classifier_dir
+from testkit.tiny_models import make_tiny_classifier_dir
 
 DAYS = [date(2026, 11, 16), date(2026, 11, 17)]
 PER_DAY = 130

@@ -22,7 +22,7 @@ from newsml_pipeline.definitions import build_resources
 from newsml_pipeline.defs.training import candidate_model, split_rows_with_text
 from newsml_pipeline.settings import Settings
 from newsml_pipeline_tests.core.training.toy_data import TOY_LABELS, toy_frame
-from newsml_pipeline_tests.tiny_models import make_tiny_classifier_dir
+from testkit.tiny_models import make_tiny_classifier_dir
 
 CRASH_STEP = 22  # the end of epoch 2 of 3 (84 train rows, batch 8 -> 11 steps per epoch)
 IN_PROCESS = {"execution": {"config": {"in_process": {}}}}  # the crash hook lives in this process

@@ -32,14 +32,16 @@ def wait_healthy(url: str, proc: subprocess.Popen | None, timeout: float = 60) -
     raise AssertionError(f"{url} did not come up within {timeout}s")
 
 
-def start_label_page(env: dict[str, str], *, user: str) -> tuple[str, subprocess.Popen]:
+def start_label_page(
+    env: dict[str, str], *, user: str | None, host: str = "127.0.0.1"
+) -> tuple[str, subprocess.Popen]:
     """`newsml label` as a real subprocess with `env` (NEWSML_HOME, NEWSML_CONFIG); (URL, process)
-    once it answers /health."""
+    once it answers /health (reached on 127.0.0.1 whichever `host` it binds)."""
     port = free_port()
     newsml = Path(sys.executable).with_name("newsml")
     cmd = [str(newsml)] if newsml.exists() else [sys.executable, "-m", "newsml_pipeline.cli"]
     proc = subprocess.Popen(
-        [*cmd, "label", "--port", str(port), "--user", user],
+        [*cmd, "label", "--host", host, "--port", str(port), *(["--user", user] if user else [])],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

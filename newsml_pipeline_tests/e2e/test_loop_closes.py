@@ -29,7 +29,7 @@ from newsml_pipeline.newsroom import NewsSite
 from newsml_pipeline.settings import Settings
 from newsml_pipeline_tests.defs.test_silver_loop import DAYS, _stories, newsroom_config
 from newsml_pipeline_tests.e2e.servers import start_label_page, stop_process
-from newsml_pipeline_tests.tiny_models import make_tiny_classifier_dir
+from testkit.tiny_models import make_tiny_classifier_dir
 
 LABELS = ["business", "entertainment", "politics", "sport", "tech"]
 PER_DAY = 80  # 32 stories per class over the two days: enough gold for val/test once all are labelled

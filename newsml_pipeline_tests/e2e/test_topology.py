@@ -26,7 +26,7 @@ from newsml_pipeline.core.data.warehouse import Warehouse
 from newsml_pipeline_tests.conftest import REPO_ROOT
 from newsml_pipeline_tests.defs.conftest import write_config
 from newsml_pipeline_tests.e2e.topology import Topology, free_port
-from newsml_pipeline_tests.tiny_models import make_tiny_classifier_dir
+from testkit.tiny_models import make_tiny_classifier_dir
 
 LABELS = ["business", "entertainment", "politics", "sport", "tech"]
 D1, D2, D3 = "2026-11-18", "2026-11-19", "2026-11-20"

@@ -24,7 +24,7 @@ from pathlib import Path
 import httpx
 
 from newsml_pipeline_tests.conftest import REPO_ROOT
-from newsml_pipeline_tests.postgres_server import SUPERUSER, PostgresServer
+from testkit.postgres_server import SUPERUSER, PostgresServer
 
 BIN = Path(sys.executable).parent
 LOCATION = "newsml_pipeline"

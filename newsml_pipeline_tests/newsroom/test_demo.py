@@ -33,6 +33,7 @@ from newsml_pipeline.newsroom.demo import (
     DemoError,
     DemoOptions,
     delete_demo_runs,
+    demo_run_tags,
     load_sample,
     make_stories,
     prepare_home,
@@ -41,7 +42,7 @@ from newsml_pipeline.newsroom.demo import (
 )
 from newsml_pipeline.newsroom.driver import RetrainOutcome
 from newsml_pipeline.newsroom.site import NewsSite
-from newsml_pipeline_tests.tiny_models import make_tiny_classifier_dir
+from testkit.tiny_models import make_tiny_classifier_dir
 
 NAMES = [c["name"] for c in SCHEMA]
 
@@ -130,7 +131,9 @@ def test_a_second_demo_starts_clean_and_says_so(tmp_path: Path) -> None:
     assert sorted(p.name for p in home.iterdir()) == ["README.md"]
 
 
-def test_previous_demo_runs_leave_the_instance_and_other_runs_stay() -> None:
+def test_a_demo_removes_only_its_own_homes_runs_from_a_shared_instance(tmp_path: Path) -> None:
+    """Two demo homes share one instance (the repo's dagster.yaml): clearing one leaves the other's."""
+
     @dg.op
     def noop() -> None:
         return None
@@ -139,12 +142,20 @@ def test_previous_demo_runs_leave_the_instance_and_other_runs_stay() -> None:
     def a_job() -> None:
         noop()
 
+    home_a, home_b = tmp_path / "a", tmp_path / "b"
     with dg.instance_for_test() as instance:
-        demo_run = a_job.execute_in_process(instance=instance, tags={DEMO_TAG: "true"})
+        runs_a = [a_job.execute_in_process(instance=instance, tags=demo_run_tags(home_a)) for _ in range(3)]
         other = a_job.execute_in_process(instance=instance)
-        assert delete_demo_runs(instance) == 1
-        assert instance.get_run_by_id(demo_run.run_id) is None
+        legacy = a_job.execute_in_process(instance=instance, tags={DEMO_TAG: "true"})  # no home tag
+        assert delete_demo_runs(instance, home_b) == 0  # a fresh home touches nobody's runs
+        assert all(instance.get_run_by_id(r.run_id) is not None for r in runs_a)
+        run_b = a_job.execute_in_process(instance=instance, tags=demo_run_tags(home_b))
+        assert delete_demo_runs(instance, home_b) == 1
+        assert instance.get_run_by_id(run_b.run_id) is None
+        assert delete_demo_runs(instance, home_a) == 3
+        assert all(instance.get_run_by_id(r.run_id) is None for r in runs_a)
         assert instance.get_run_by_id(other.run_id) is not None
+        assert instance.get_run_by_id(legacy.run_id) is not None
 
 
 # In the default CI set: 265 s on 2 quiet cores (labelling runs the real MiniLM embeddings; the
@@ -195,7 +206,7 @@ def test_short_demo_end_to_end_through_the_cli(tmp_path: Path) -> None:
     assert "day 1 (" in done.stderr  # progress lines while it ran
     # The runs are in the instance the summary names, tagged as the demo's.
     with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home / "dagster"))) as instance:
-        runs = instance.get_run_records(filters=dg.RunsFilter(tags={DEMO_TAG: "true"}))
+        runs = instance.get_run_records(filters=dg.RunsFilter(tags=demo_run_tags(home)))
         assert len(runs) == sum(r["runs"].values())
 
 

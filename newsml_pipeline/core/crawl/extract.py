@@ -18,10 +18,11 @@ import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 import trafilatura
 
+from newsml_pipeline.core.crawl.dates import to_utc
 from newsml_pipeline.core.worker_processes import exit_with_parent
 
 log = logging.getLogger(__name__)
@@ -47,16 +48,6 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _to_utc_date(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        dt = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
-
-
 def extract_html(html: bytes | str, *, url: str | None = None, with_metadata: bool = False) -> ExtractedPage:
     """Extract one page; runs in a worker process, so it takes and returns picklable values."""
     if not with_metadata:
@@ -67,7 +58,7 @@ def extract_html(html: bytes | str, *, url: str | None = None, with_metadata: bo
     )
     if doc is None:
         return ExtractedPage(text=None)
-    return ExtractedPage(text=doc.text or None, title=doc.title or None, published=_to_utc_date(doc.date))
+    return ExtractedPage(text=doc.text or None, title=doc.title or None, published=to_utc(doc.date, lenient=True))
 
 
 def _warm_up() -> int:

@@ -18,6 +18,8 @@ from urllib.parse import urljoin
 import feedparser
 import lxml.html
 
+from newsml_pipeline.core.crawl.dates import to_utc
+
 log = logging.getLogger(__name__)
 
 
@@ -67,16 +69,6 @@ def _struct_to_utc(st) -> datetime | None:
     return datetime.fromtimestamp(calendar.timegm(st), tz=UTC)
 
 
-def _parse_iso(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        dt = datetime.fromisoformat(value.strip())
-    except ValueError:
-        return None
-    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
-
-
 def _absolute(link: str | None, base: str | None) -> str | None:
     if not link:
         return None
@@ -112,7 +104,7 @@ def _parse_json_feed(data: bytes, *, url: str | None) -> ParsedFeed:
                 url=_absolute(item.get("url") or item.get("external_url"), base),
                 title=_clean_title(item.get("title")),
                 summary=" ".join(summary.split()) if summary else None,
-                published=_parse_iso(item.get("date_published") or item.get("date_modified")),
+                published=to_utc(item.get("date_published") or item.get("date_modified"), lenient=True),
                 id=str(item["id"]) if item.get("id") is not None else None,
             )
         )

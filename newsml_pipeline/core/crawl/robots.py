@@ -13,19 +13,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 from protego import Protego
+
+from newsml_pipeline.core.crawl.urls import origin
 
 if TYPE_CHECKING:
     from newsml_pipeline.core.crawl.fetcher import Fetcher
 
 log = logging.getLogger(__name__)
-
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
 
 
 class RobotsCache:
@@ -40,14 +36,14 @@ class RobotsCache:
         self.notes: dict[str, str] = {}  # origin -> why it is allow-all / deny-all
 
     async def allowed(self, url: str) -> bool:
-        rules = await self._get(_origin(url))
+        rules = await self._get(origin(url))
         if isinstance(rules, bool):
             return rules
         return rules.can_fetch(url, self._agent)
 
     def crawl_delay(self, url: str) -> float | None:
         """Crawl-delay (seconds) the loaded robots.txt of `url`'s origin sets for us, if any."""
-        rules = self._rules.get(_origin(url))
+        rules = self._rules.get(origin(url))
         if rules is None or isinstance(rules, bool):
             return None
         delay = rules.crawl_delay(self._agent)

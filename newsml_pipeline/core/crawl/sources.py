@@ -10,19 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import csv
-import gzip
-import json
 import logging
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from newsml_pipeline.core.crawl.crawler import PageRequest, crawl_pages
+from newsml_pipeline.core.crawl.dates import to_utc
 from newsml_pipeline.core.crawl.extract import ExtractorPool
 from newsml_pipeline.core.crawl.feeds import FeedError, parse_feed
 from newsml_pipeline.core.crawl.fetcher import Fetcher
@@ -30,6 +28,7 @@ from newsml_pipeline.core.crawl.state import PageCache
 from newsml_pipeline.core.crawl.urls import article_id_for, canonicalize_url
 from newsml_pipeline.core.data.articles import content_hash, with_partition_date
 from newsml_pipeline.core.data.schema import RAW_ARTICLES, conform, empty
+from newsml_pipeline.core.records import iter_records
 
 log = logging.getLogger(__name__)
 
@@ -59,22 +58,12 @@ class SourceReport:
 # ---------------------------------------------------------------- shared record → row
 
 
-def _as_utc(value: Any, *, where: str) -> datetime | None:
-    """ISO date/datetime string (or date/datetime) → aware UTC datetime; naive means UTC."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, datetime):
-        dt = value
-    elif isinstance(value, date):
-        dt = datetime(value.year, value.month, value.day)
-    elif isinstance(value, str):
-        try:
-            dt = datetime.fromisoformat(value.strip())
-        except ValueError as e:
-            raise ValueError(f"{where}: 'published' is not an ISO date/datetime: {value!r}") from e
-    else:
-        raise ValueError(f"{where}: 'published' has unsupported type {type(value).__name__}")
-    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+def _published(value: Any, *, where: str) -> datetime | None:
+    """A record's `published` in UTC; a bad one names the record."""
+    try:
+        return to_utc(value)
+    except ValueError as e:
+        raise ValueError(f"{where}: 'published' {e}") from None
 
 
 def _rows_to_frame(rows: list[dict], *, source: str, fetched_at: datetime) -> pl.DataFrame:
@@ -195,41 +184,6 @@ def _local_files(path: Path) -> list[Path]:
     return sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith(LOCAL_SUFFIXES))
 
 
-def _iter_records(path: Path) -> Iterator[tuple[str, dict | None, str | None]]:
-    """(where, record, error) for every record of one file; `where` is file:line or file:row N."""
-    name = path.name
-    if name.endswith((".jsonl", ".jsonl.gz")):
-        opener = gzip.open if name.endswith(".gz") else open
-        with opener(path, "rt", encoding="utf-8") as fh:
-            for n, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
-                where = f"{path}:{n}"
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError as e:
-                    yield where, None, f"{where}: invalid JSON ({e.msg})"
-                    continue
-                if not isinstance(rec, dict):
-                    yield where, None, f"{where}: a record must be a JSON object, got {type(rec).__name__}"
-                    continue
-                yield where, rec, None
-    elif name.endswith(".csv"):
-        with open(path, encoding="utf-8", newline="") as fh:
-            reader = csv.DictReader(fh)
-            for rec in reader:
-                where = f"{path}:{reader.line_num}"
-                if None in rec:
-                    yield where, None, f"{where}: more fields than the header has"
-                    continue
-                yield where, {k: (v if v != "" else None) for k, v in rec.items()}, None
-    elif name.endswith(".parquet"):
-        for n, rec in enumerate(pl.read_parquet(path).iter_rows(named=True), start=1):
-            yield f"{path}:row {n}", rec, None
-    else:
-        raise ValueError(f"unsupported local file type: {path} (use one of {LOCAL_SUFFIXES})")
-
-
 def _local_row(rec: dict, *, where: str, label_field: str) -> dict:
     missing = [k for k in ("title", "text") if k not in rec]
     if missing:
@@ -249,7 +203,7 @@ def _local_row(rec: dict, *, where: str, label_field: str) -> dict:
         "url": url or None,
         "title": title,
         "text": text,
-        "published_at": _as_utc(rec.get("published"), where=where),
+        "published_at": _published(rec.get("published"), where=where),
         "gold_label": (label.strip() or None) if label else None,
         "record_id": str(rec["id"]) if rec.get("id") is not None else None,
     }
@@ -269,7 +223,7 @@ def local_articles(src, *, fetched_at: datetime) -> tuple[pl.DataFrame, SourceRe
     bad = 0
     for f in files:
         try:
-            for where, rec, err in _iter_records(f):
+            for where, rec, err in iter_records(f):
                 if err is None:
                     try:
                         rows.append(_local_row(rec, where=where, label_field=src.label_field))
@@ -352,7 +306,7 @@ def hf_articles(src, *, fetched_at: datetime) -> tuple[pl.DataFrame, SourceRepor
                 "url": rec.get("url") if isinstance(rec.get("url"), str) else None,
                 "title": rec[title_field] if title_field else None,
                 "text": text,
-                "published_at": _as_utc(rec.get("published"), where=where) if "published" in cols else None,
+                "published_at": _published(rec.get("published"), where=where) if "published" in cols else None,
                 "gold_label": str(label) if label is not None else None,
                 "record_id": str(rec[id_field]) if id_field and rec[id_field] is not None else None,
             }

@@ -86,6 +86,13 @@ def canonicalize_url(url: str) -> str:
     return urlunsplit((scheme, netloc, path, urlencode(query, doseq=True), ""))
 
 
+def origin(url: str) -> str:
+    """scheme://host[:port] of a URL: what robots.txt rules are per, and what a log may show of a
+    URL whose path or query holds a secret (a webhook's token)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
 def _digest(*parts: str) -> str:
     h = hashlib.sha256()
     for p in parts:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,6 +28,7 @@ import polars as pl
 
 from newsml_pipeline.core.crawl.urls import canonicalize_url
 from newsml_pipeline.core.labeling.feedback_store import STORE_FILE_NAME
+from newsml_pipeline.core.records import jsonl_lines
 
 log = logging.getLogger(__name__)
 
@@ -196,20 +196,11 @@ def _csv_records(path: Path, text: str) -> tuple[list[tuple[int, dict[str, Any],
 def _jsonl_records(path: Path, text: str) -> tuple[list[tuple[int, dict[str, Any], str]], list[str]]:
     name = path.name
     out, problems = [], []
-    for i, raw in enumerate(text.splitlines(), start=1):
-        if not raw.strip():
+    for item in jsonl_lines(text.splitlines()):
+        if item.record is None:
+            problems.append(f"{name}:{item.line}: {item.error}: {_show(item.raw)}")
             continue
-        try:
-            rec = json.loads(raw)
-        except json.JSONDecodeError as e:
-            problems.append(f"{name}:{i}: not valid JSON ({e.msg}): {_show(raw)}")
-            continue
-        if not isinstance(rec, dict):
-            problems.append(
-                f"{name}:{i}: expected a JSON object with label and article_id or url: {_show(raw)}"
-            )
-            continue
-        out.append((i, {str(k).lower(): v for k, v in rec.items()}, raw))
+        out.append((item.line, {str(k).lower(): v for k, v in item.record.items()}, item.raw))
     if not out and not problems:
         problems.append(f"{name}: empty file")
     return out, problems

@@ -6,25 +6,30 @@ models); `serve` runs it with uvicorn for `newsml label`. Each answer is committ
 feedback store before the response is sent, so a crash never loses an answer the page confirmed.
 
 The queue is the warehouse table `review_queue` in rank order, minus articles already labelled in
-the store, articles this labeller skipped, and articles no longer in raw_articles. One process
-serves one labeller (`--user`); two people run one `newsml label` each on the same NEWSML_HOME.
+the store, articles this labeller skipped, and articles no longer in raw_articles. Without
+credentials one process serves one labeller (`--user`) and only on loopback; with
+`NEWSML_LABEL_TOKENS` (core/labeling/access.py) every request names its labeller by a token the
+server checks, one process serves them all, and it may listen on other interfaces.
 """
 
 from __future__ import annotations
 
 import getpass
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Literal
 
 import polars as pl
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 
 from newsml_pipeline.core.data.warehouse import Session, Warehouse
+from newsml_pipeline.core.exposure import refuse_open_bind
+from newsml_pipeline.core.labeling.access import TOKENS_ENV, verified_labeller
 from newsml_pipeline.core.labeling.feedback import FeedbackResult, feedback_files, parse_feedback_dir
 from newsml_pipeline.core.labeling.feedback_store import (
     AnswerIdConflict,
@@ -259,10 +264,12 @@ class LabellingService:
         )
         return [ClassProgress(label=c, have=int(have.get(c, 0)), needed=needed[c]) for c in self.labels]
 
-    def state(self) -> State:
-        """What the page shows: the next article, how many remain, progress per class."""
+    def state(self, labeller: str | None = None) -> State:
+        """What the page shows `labeller` (default: the process's): the next article, how many
+        remain, progress per class."""
+        labeller = labeller or self.labeller
         current = self.store.current_labels()
-        excluded = set(current["article_id"].to_list()) | self.store.skipped_by(self.labeller)
+        excluded = set(current["article_id"].to_list()) | self.store.skipped_by(labeller)
         with self.wh.session(read_only=True) as con:  # one connection per request: opening one is slow
             tables = con.tables()
             try:
@@ -276,7 +283,7 @@ class LabellingService:
                 item, remaining, ready, message = None, 0, False, e.message
             progress = self._progress(con, tables, current)
         return State(
-            labeller=self.labeller,
+            labeller=labeller,
             labels=self.labels,
             queue_ready=ready,
             message=message,
@@ -308,7 +315,8 @@ class LabellingService:
             404, f"unknown article {article_id!r}: it is neither in raw_articles nor in the review queue"
         )
 
-    def answer(self, req: AnswerIn) -> AnswerOut:
+    def answer(self, req: AnswerIn, labeller: str | None = None) -> AnswerOut:
+        """Store one answer under `labeller` (a verified name; default: the process's)."""
         if req.action == "label":
             if req.label is None or req.label not in self.labels:
                 raise PageError(
@@ -323,15 +331,15 @@ class LabellingService:
                 article_id=req.article_id,
                 action=req.action,
                 label=req.label,
-                labeller=self.labeller,
+                labeller=labeller or self.labeller,
             )
         except AnswerIdConflict as e:
             raise PageError(409, str(e)) from None
         return _out(rec)
 
-    def undo(self, req: UndoIn) -> AnswerOut:
+    def undo(self, req: UndoIn, labeller: str | None = None) -> AnswerOut:
         try:
-            rec = self.store.undo_last(answer_id=req.answer_id, labeller=self.labeller)
+            rec = self.store.undo_last(answer_id=req.answer_id, labeller=labeller or self.labeller)
         except NothingToUndo as e:
             raise PageError(409, f"nothing to undo: {e}") from None
         except AnswerIdConflict as e:
@@ -363,7 +371,9 @@ def _out(rec) -> AnswerOut:  # noqa: ANN001 - feedback_store.Recorded
 # ---------------------------------------------------------------- HTTP
 
 
-def create_app(service: LabellingService) -> FastAPI:
+def create_app(service: LabellingService, *, tokens: Mapping[str, str] | None = None) -> FastAPI:
+    """The page and its API. `tokens` ({labeller: token}, core/labeling/access.py): every route but
+    /health then needs HTTP Basic credentials, and answers are stored under the verified name."""
     app = FastAPI(
         title="newsml labelling page", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json"
     )
@@ -371,34 +381,60 @@ def create_app(service: LabellingService) -> FastAPI:
 
     @app.exception_handler(PageError)
     async def _page_error(_request, exc: PageError) -> JSONResponse:  # noqa: ANN001
-        return JSONResponse(status_code=exc.status, content={"detail": exc.message})
+        # A 401 asks the browser for the labeller's name and token (HTTP Basic).
+        headers = {"WWW-Authenticate": 'Basic realm="newsml labelling", charset="UTF-8"'}
+        return JSONResponse(
+            status_code=exc.status, content={"detail": exc.message}, headers=headers if exc.status == 401 else None
+        )
+
+    def labeller(request: Request) -> str:
+        """Who is asking: the verified labeller with tokens, else the process's own (loopback only)."""
+        if not tokens:
+            return service.labeller
+        name = verified_labeller(request.headers.get("authorization"), tokens)
+        if name is None:
+            raise PageError(401, f"sign in with your labeller name and token ({TOKENS_ENV}); nothing was stored")
+        return name
 
     @app.get("/", response_class=HTMLResponse)
-    def page() -> HTMLResponse:
+    def page(_who: str = Depends(labeller)) -> HTMLResponse:
         return HTMLResponse(html, headers={"Cache-Control": "no-store"})
 
     @app.get("/health")
-    def health() -> dict[str, str]:
-        return {"status": "ok", "labeller": service.labeller}
+    def health() -> dict[str, str | None]:
+        return {"status": "ok", "labeller": None if tokens else service.labeller}
 
     # Plain `def` endpoints run in a thread pool: the store and the warehouse block on I/O.
     @app.get("/api/state", response_model=State)
-    def state() -> State:
-        return service.state()
+    def state(who: str = Depends(labeller)) -> State:
+        return service.state(who)
 
     @app.post("/api/answers", response_model=AnswerOut)
-    def answer(req: AnswerIn) -> AnswerOut:
-        return service.answer(req)
+    def answer(req: AnswerIn, who: str = Depends(labeller)) -> AnswerOut:
+        return service.answer(req, who)
 
     @app.post("/api/undo", response_model=AnswerOut)
-    def undo(req: UndoIn) -> AnswerOut:
-        return service.undo(req)
+    def undo(req: UndoIn, who: str = Depends(labeller)) -> AnswerOut:
+        return service.undo(req, who)
 
     return app
 
 
-def serve(service: LabellingService, *, host: str, port: int) -> None:
-    """Run the page with uvicorn until interrupted."""
+def serve(
+    service: LabellingService, *, host: str, port: int, tokens: Mapping[str, str] | None = None
+) -> None:
+    """Run the page with uvicorn until interrupted; off loopback only with `tokens`."""
+    check_bind(host, tokens)
     import uvicorn
 
-    uvicorn.run(create_app(service), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(service, tokens=tokens), host=host, port=port, log_level="warning")
+
+
+def check_bind(host: str, tokens: Mapping[str, str] | None) -> None:
+    """PermissionError unless `host` is loopback or labellers have tokens."""
+    refuse_open_bind(
+        host,
+        has_credentials=bool(tokens),
+        what="the labelling page",
+        how=f"set {TOKENS_ENV}='name:token,…' (one token per labeller; the browser asks for them)",
+    )

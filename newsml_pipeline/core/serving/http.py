@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import ipaddress
 import json
 import logging
 import socket
@@ -37,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, TypeAda
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from newsml_pipeline.core.exposure import refuse_open_bind
 from newsml_pipeline.core.serving.batching import MicroBatcher
 from newsml_pipeline.core.serving.metrics import ServingMetrics
 from newsml_pipeline.core.serving.predictor import MAX_TITLE_CHARS, InvalidRecordError, Predictor
@@ -161,15 +161,6 @@ class _ObserveMiddleware:
             label = path if path in _OBSERVED_PATHS else "other"
             self.metrics.requests.labels(label, str(status)).inc()
             self.metrics.latency.labels(label).observe(time.perf_counter() - t0)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 async def _read_body(request: Request, limit: int) -> bytes | JSONResponse:
@@ -382,11 +373,12 @@ class NewsmlServer:
             cfg = cfg.model_copy(
                 update={**config_overrides, **({"max_body_bytes": max_body_bytes} if max_body_bytes else {})}
             )
-        if not token and not _is_loopback(host):
-            raise PermissionError(
-                f"refusing to serve on {host} without a bearer token: set ${cfg.token_env} "
-                "(clients then send 'Authorization: Bearer <token>') or bind 127.0.0.1"
-            )
+        refuse_open_bind(
+            host,
+            has_credentials=bool(token),
+            what="the classifier",
+            how=f"set ${cfg.token_env} (a bearer token: clients send 'Authorization: Bearer <token>')",
+        )
         self.app = create_app(predictor, serving_cfg=cfg, token=token)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.socket = socket.socket(family, socket.SOCK_STREAM)

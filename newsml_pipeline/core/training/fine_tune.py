@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import polars as pl
 
+from newsml_pipeline.core.evaluation.metrics import score_predictions
 from newsml_pipeline.core.training.artifacts import save_classifier_artifacts
 from newsml_pipeline.core.training.inputs import build_datasets, split_counts
 from newsml_pipeline.core.training.lora import apply_lora, count_parameters, load_base_classifier
@@ -71,16 +72,16 @@ class TrainResult:
 
 
 def classification_metrics(logits: np.ndarray, label_ids: np.ndarray, labels: list[str]) -> dict[str, Any]:
-    """macro_f1, accuracy and per-class F1 from logits [n, k] and gold ids [n]."""
-    from sklearn.metrics import accuracy_score, f1_score
-
+    """macro_f1, accuracy and per-class F1 from logits [n, k] and gold ids [n], scored by the
+    evaluation's own `score_predictions` so that training's val/test figures and the gate's agree."""
     pred = np.asarray(logits).argmax(axis=-1)
-    ids = list(range(len(labels)))
-    per_class = f1_score(label_ids, pred, labels=ids, average=None, zero_division=0)
+    scores = score_predictions(
+        [labels[int(i)] for i in np.asarray(label_ids)], [labels[int(i)] for i in pred], labels=labels
+    )
     return {
-        "macro_f1": float(f1_score(label_ids, pred, labels=ids, average="macro", zero_division=0)),
-        "accuracy": float(accuracy_score(label_ids, pred)),
-        "per_class_f1": {labels[i]: float(per_class[i]) for i in ids},
+        "macro_f1": scores.macro_f1,
+        "accuracy": scores.accuracy,
+        "per_class_f1": {name: c.f1 for name, c in scores.per_class.items()},
     }
 
 

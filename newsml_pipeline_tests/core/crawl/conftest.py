@@ -9,7 +9,7 @@ import pytest
 
 from newsml_pipeline.core.crawl.fetcher import Fetcher
 from newsml_pipeline.settings import CrawlConfig
-from newsml_pipeline_tests.core.crawl.loopback import LoopbackServer
+from testkit.loopback import LoopbackServer
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from testkit.loopback import send
+
 # (handler, how many times this exact path has been requested, this one included)
 Route = Callable[[BaseHTTPRequestHandler, int], None]
 
@@ -24,18 +26,6 @@ class Arrival:
     path: str
     at: float  # time.monotonic() in the server thread (same clock as the test)
     headers: dict[str, str]
-
-
-def send(
-    h: BaseHTTPRequestHandler, status: int, body: bytes = b"", ctype: str = "text/html", **headers
-) -> None:
-    h.send_response(status)
-    h.send_header("Content-Type", ctype)
-    h.send_header("Content-Length", str(len(body)))
-    for k, v in headers.items():
-        h.send_header(k.replace("_", "-"), v)
-    h.end_headers()
-    h.wfile.write(body)
 
 
 def page(h: BaseHTTPRequestHandler, n: int) -> None:

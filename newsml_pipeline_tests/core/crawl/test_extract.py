@@ -8,7 +8,7 @@ import trafilatura
 
 from newsml_pipeline.core.crawl.extract import ExtractorPool, extract_html
 from newsml_pipeline.core.crawl.extraction_quality import token_prf
-from newsml_pipeline_tests.core.crawl.loopback import expected_texts
+from testkit.loopback import expected_texts
 
 
 def _mean(xs):

@@ -12,7 +12,7 @@ from newsml_pipeline.core.evaluation.baselines import baseline_predictions
 from newsml_pipeline.core.evaluation.metrics import score_predictions
 from newsml_pipeline.core.evaluation.report import run_evaluation
 from newsml_pipeline.settings import load_config
-from newsml_pipeline_tests.tiny_models import make_tiny_classifier_dir
+from testkit.tiny_models import make_tiny_classifier_dir
 
 pytestmark = pytest.mark.slow
 

@@ -23,7 +23,7 @@ from newsml_pipeline.core.serving.predictor import ChampionResolver, Predictor
 from newsml_pipeline.core.training.fine_tune import train_classifier
 from newsml_pipeline.settings import GateConfig, LabelsConfig, ServingConfig, TrainingConfig
 from newsml_pipeline_tests.core.training.toy_data import TOY_LABELS, toy_frame
-from newsml_pipeline_tests.tiny_models import make_tiny_classifier_dir
+from testkit.tiny_models import make_tiny_classifier_dir
 
 NAME = "toy-topics"
 GATE = GateConfig(min_test_rows=50, bootstrap_samples=200, seed=3)

@@ -17,7 +17,7 @@ from newsml_pipeline.settings import ConfigError, MlflowConfig, category_slug, l
 from newsml_pipeline_tests.core.labeling.test_pipeline import bbc_frame
 from newsml_pipeline_tests.core.training.test_training import tiny_cfg
 from newsml_pipeline_tests.core.training.toy_data import toy_frame
-from newsml_pipeline_tests.tiny_models import make_tiny_classifier_dir
+from testkit.tiny_models import make_tiny_classifier_dir
 
 USER_NAMES = {"tech": "Sci/Tech", "politics": "World", "business": "Economy & business", "sport": "Sport"}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import pytest
@@ -201,3 +202,33 @@ def test_progress_sees_a_feedback_file_dropped_while_the_page_runs(home: Path) -
     assert have() == {"sport": 2, "tech": 0}
     (folder / "more.csv").unlink()
     assert have() == {"sport": 1, "tech": 0}
+
+
+def test_labeller_tokens_parse_and_bad_ones_are_named_without_the_token() -> None:
+    from newsml_pipeline.core.labeling.access import parse_tokens, verified_labeller
+
+    tokens = parse_tokens(" alice:aaaaaaaaaaaaaaaa1 , bob:bbbbbbbbbbbbbbbb2,")
+    assert tokens == {"alice": "aaaaaaaaaaaaaaaa1", "bob": "bbbbbbbbbbbbbbbb2"}
+    assert parse_tokens("") == {}
+    for bad, msg in [("alice", "entry 1 is not name:token"), ("a:short", "shorter than 16"),
+                     ("a:aaaaaaaaaaaaaaaa1,a:bbbbbbbbbbbbbbbb2", "'a' is listed twice")]:
+        with pytest.raises(ValueError, match=msg) as err:
+            parse_tokens(bad)
+        assert "aaaaaaaaaaaaaaaa1" not in str(err.value)
+    basic = "Basic " + base64.b64encode(b"bob:bbbbbbbbbbbbbbbb2").decode()
+    assert verified_labeller(basic, tokens) == "bob"
+    assert verified_labeller(basic, {"bob": "something-else-123"}) is None
+    assert verified_labeller("Bearer bbbbbbbbbbbbbbbb2", tokens) is None
+    assert verified_labeller("Basic not-base64!", tokens) is None
+
+
+def test_with_tokens_the_stored_labeller_is_the_verified_one(home: Path) -> None:
+    client = TestClient(create_app(_service(home, "ann"), tokens={"zoe": "zoe-token-0123456789"}))
+    assert client.get("/health").json() == {"status": "ok", "labeller": None}  # probes stay open
+    assert _label(client, "a3", "Sci/Tech").status_code == 401
+    assert _answers(home) == []
+    client.auth = ("zoe", "zoe-token-0123456789")
+    assert client.get("/api/state").json()["labeller"] == "zoe"
+    r = _label(client, "a3", "Sci/Tech")
+    assert r.status_code == 200 and r.json()["labeller"] == "zoe"
+    assert [a.labeller for a in _answers(home)] == ["zoe"]

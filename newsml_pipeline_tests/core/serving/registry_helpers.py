@@ -7,7 +7,7 @@ from pathlib import Path
 import mlflow
 from mlflow import MlflowClient
 
-from newsml_pipeline_tests.tiny_models import make_tiny_classifier_dir
+from testkit.tiny_models import make_tiny_classifier_dir
 
 
 def tracking_uri_for(root: Path) -> str:

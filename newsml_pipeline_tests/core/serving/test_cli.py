@@ -6,6 +6,7 @@ import io
 import json
 from pathlib import Path
 
+import polars as pl
 import pytest
 from mlflow import MlflowClient
 
@@ -69,7 +70,38 @@ def test_predict_bad_input_names_the_line(
     assert code == 2 and "stdin line 2: not valid JSON" in capsys.readouterr().err
     monkeypatch.setattr("sys.stdin", FakeStdin('{"text": "ok"}\n{"text": ""}\n'))
     code, _ = _run(["predict"])
-    assert code == 2 and "record 2: field 'text' is empty" in capsys.readouterr().err
+    assert code == 2 and "record 2 (stdin line 2): field 'text' is empty" in capsys.readouterr().err
+
+
+def test_predict_file_reads_one_article_per_row_and_refuses_a_stray_title(
+    deployed: dict, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """.csv and .parquet are read as local sources read them: one article per row, not one blob."""
+    rows = [
+        {"id": "a", "title": "Cup final", "text": "the team won the match"},
+        {"id": "b", "title": None, "text": "shares rose on the market"},
+        {"id": "c", "title": "Vote", "text": "parliament passed the bill"},
+    ]
+    csv_path = tmp_path / "in.csv"
+    pl.DataFrame(rows).write_csv(csv_path)  # the missing title is an empty cell
+    parquet_path = tmp_path / "in.parquet"
+    pl.DataFrame(rows).write_parquet(parquet_path)
+    for path in (csv_path, parquet_path):
+        code, out = _run(["predict", "--file", str(path)])
+        assert code == 0, capsys.readouterr().err
+        answers = [json.loads(x) for x in out.splitlines()]
+        assert [a["id"] for a in answers] == ["a", "b", "c"], path
+        assert all(a["label"] in LABELS for a in answers)
+    # The same article scores the same whether it comes alone or as a row of a file.
+    code, out = _run(["predict", "the team won the match", "--title", "Cup final"])
+    assert json.loads(out)["scores"] == pytest.approx(answers[0]["scores"], abs=1e-5)
+
+    code, out = _run(["predict", "--file", str(csv_path), "--title", "Ignored?"])
+    assert code == 2 and out == "" and "--title goes with a text argument" in capsys.readouterr().err
+    bad = tmp_path / "bad.csv"
+    bad.write_text("title,text\nok,fine text\nno text,\n")
+    code, out = _run(["predict", "--file", str(bad)])
+    assert code == 2 and f"record 2 ({bad}:3): field 'text' is required" in capsys.readouterr().err
 
 
 def test_status_then_rollback_then_no_more_rollback(deployed: dict, capsys: pytest.CaptureFixture) -> None:

@@ -16,7 +16,7 @@ from newsml_pipeline.core.training.inputs import format_input
 from newsml_pipeline.core.training.model_io import load_classifier, predict_proba
 from newsml_pipeline_tests.core.serving.conftest import LABELS, LABELS_CFG, FixedFallback, serving_cfg
 from newsml_pipeline_tests.core.serving.registry_helpers import register_tiny_version, tracking_uri_for
-from newsml_pipeline_tests.tiny_models import make_tiny_classifier_dir
+from testkit.tiny_models import make_tiny_classifier_dir
 
 TEXTS = [
     format_input("Shares rise", "The company reported record profit and shares rose."),

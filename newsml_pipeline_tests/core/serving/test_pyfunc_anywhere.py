@@ -16,7 +16,7 @@ import pytest
 from newsml_pipeline.core.registry.model_logging import log_pyfunc_model
 from newsml_pipeline.core.registry.tracking import configure_mlflow
 from newsml_pipeline_tests.core.serving.conftest import LABELS
-from newsml_pipeline_tests.tiny_models import make_tiny_classifier_dir
+from testkit.tiny_models import make_tiny_classifier_dir
 
 ROOT = Path(__file__).resolve().parents[3]
 

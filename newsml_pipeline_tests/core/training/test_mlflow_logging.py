@@ -17,7 +17,7 @@ from newsml_pipeline.core.training.model_io import load_classifier, predict_prob
 from newsml_pipeline.settings import MlflowConfig
 from newsml_pipeline_tests.core.training.test_training import tiny_cfg
 from newsml_pipeline_tests.core.training.toy_data import TOY_LABELS, toy_frame
-from newsml_pipeline_tests.tiny_models import make_tiny_classifier_dir
+from testkit.tiny_models import make_tiny_classifier_dir
 
 MODEL_NAME = "toy-topic-classifier"
 

@@ -12,7 +12,7 @@ from newsml_pipeline.core.training.self_training import RELABELLED_SOURCE, relab
 from newsml_pipeline.settings import SelfTrainingConfig
 from newsml_pipeline_tests.core.training.test_training import tiny_cfg
 from newsml_pipeline_tests.core.training.toy_data import TOY_LABELS, toy_frame
-from newsml_pipeline_tests.tiny_models import make_tiny_classifier_dir
+from testkit.tiny_models import make_tiny_classifier_dir
 
 LABELS = ["a", "b", "c"]
 

@@ -16,7 +16,7 @@ from newsml_pipeline.core.training.lora import apply_lora, load_base_classifier,
 from newsml_pipeline.core.training.model_io import load_classifier, predict_proba
 from newsml_pipeline.settings import TrainingConfig
 from newsml_pipeline_tests.core.training.toy_data import TOY_LABELS, toy_frame
-from newsml_pipeline_tests.tiny_models import make_tiny_classifier_dir
+from testkit.tiny_models import make_tiny_classifier_dir
 
 
 def tiny_cfg(base: Path, **kw) -> TrainingConfig:

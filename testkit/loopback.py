@@ -19,6 +19,19 @@ from pathlib import Path
 from newsml_pipeline.core.crawl.feeds import parse_feed
 
 
+def send(
+    h: BaseHTTPRequestHandler, status: int, body: bytes = b"", ctype: str = "text/html", **headers
+) -> None:
+    """One whole response: status, content type, length, extra headers (`x_foo` → `x-foo`), body."""
+    h.send_response(status)
+    h.send_header("Content-Type", ctype)
+    h.send_header("Content-Length", str(len(body)))
+    for k, v in headers.items():
+        h.send_header(k.replace("_", "-"), v)
+    h.end_headers()
+    h.wfile.write(body)
+
+
 def load_pages(corpora: Path) -> list[dict]:
     """The 80 real pages: index row + `html` bytes (decompressed)."""
     root = corpora / "web_pages"
@@ -103,17 +116,7 @@ class LoopbackServer:
 
     # ------------------------------------------------------------ routes
 
-    @staticmethod
-    def send(
-        h: BaseHTTPRequestHandler, status: int, body: bytes = b"", ctype: str = "text/html", **headers
-    ) -> None:
-        h.send_response(status)
-        h.send_header("Content-Type", ctype)
-        h.send_header("Content-Length", str(len(body)))
-        for k, v in headers.items():
-            h.send_header(k.replace("_", "-"), v)
-        h.end_headers()
-        h.wfile.write(body)
+    send = staticmethod(send)
 
     def route(self, h: BaseHTTPRequestHandler) -> None:
         path = h.path.split("?", 1)[0]
