@@ -72,6 +72,8 @@ SHORT_CORPORA = {"bbc_short", "news_category"}
 def provenance(argv: list[str]) -> dict[str, Any]:
     """What made this file: the command, the commit, the CPU flags, the GPU and library versions."""
     try:
+        if os.environ.get("NEWSML_COMMIT"):  # a copy whose .git is not the code's (a device machine)
+            raise OSError("NEWSML_COMMIT names the commit")
         commit = subprocess.run(
             ["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
         ).stdout.strip()
