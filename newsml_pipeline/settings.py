@@ -361,7 +361,8 @@ class TrainingConfig(_Strict):
     full_finetune: bool = False
     lora: LoraConfig = LoraConfig()
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
-    # auto = bf16 on GPUs/CPUs that support it (fp16 on older GPUs), else fp32.
+    # auto = bf16 on GPUs that compute it natively (fp16 on older GPUs); fp32 on every CPU, measured:
+    # bf16 CPU training was faster (bench/precision.py) but never better (bench/learners.py).
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     num_threads: int | None = Field(default=None, ge=1)  # CPU threads; null = all cores
     eval_batch_size: int = Field(default=32, ge=1)

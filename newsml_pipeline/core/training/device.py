@@ -87,7 +87,11 @@ def choose_device(
         if device == "cuda":
             precision = "bf16" if cuda_has_native_bf16() else "fp16"
         elif device == "cpu":
-            precision = "bf16" if cpu_has_native_bf16() else "fp32"
+            # fp32 even where bf16 is native: bf16 training was 1.5x faster on an avx512_bf16 CPU
+            # (bench/results/precision.json) and ~12 % on an AMX one, but never better and up to
+            # 0.8 points worse (bench/learners.py full_ft vs full_ft_fp32), and on AMX a bf16
+            # candidate missed the gate that its fp32 twin passed. bf16 stays one key away.
+            precision = "fp32"
         else:
             precision = "fp32"
     if precision == "fp16" and device == "cpu":

@@ -234,7 +234,9 @@ def test_choose_device_resolves_auto_and_rejects_impossible(monkeypatch: pytest.
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
     monkeypatch.setattr(dev, "cpu_has_native_bf16", lambda: True)
-    assert dev.choose_device("auto", "auto", threads=2) == dev.DeviceChoice("cpu", "bf16", 2)
+    # auto trains in fp32 on every CPU, native bf16 or not (measured: quality over a 1.1-1.5x speed-up)
+    assert dev.choose_device("auto", "auto", threads=2) == dev.DeviceChoice("cpu", "fp32", 2)
+    assert dev.choose_device("cpu", "bf16", threads=2) == dev.DeviceChoice("cpu", "bf16", 2)
     monkeypatch.setattr(dev, "cpu_has_native_bf16", lambda: False)
     assert dev.choose_device("auto", "auto").precision == "fp32"
     with pytest.raises(ValueError, match="no CUDA device"):
