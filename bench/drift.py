@@ -725,7 +725,8 @@ def run_streams(cfg: DriftConfig, args: argparse.Namespace) -> dict:
     from newsml_pipeline.newsroom import demo
 
     demo_cfg = cfg.model_copy(update=demo_drift_overrides(demo))
-    cfgs = {"default": cfg, "demo": demo_cfg}
+    # the shipped default, the demo's own config, and a looser delta to show what it would cost
+    cfgs = {"default": cfg, "demo": demo_cfg, "delta 0.2": cfg.model_copy(update={"delta": 0.2})}
     t = time.perf_counter()
     rows, info = pipeline_streams(
         [demo_spec(), newsroom_spec(args.newsroom_per_day)],
@@ -740,7 +741,10 @@ def run_streams(cfg: DriftConfig, args: argparse.Namespace) -> dict:
     )
     for name, i in info.items():
         print(f"    {name}: {i}")
-    print(f"    configs: default delta={cfg.delta}; demo delta={demo_cfg.delta} (demo.py's drift block)")
+    print(
+        f"    configs: default delta={cfg.delta}; demo delta={demo_cfg.delta} (demo.py's drift block); "
+        "delta 0.2 for comparison"
+    )
     print_table(
         "    per stream, config and signal (FA = ticks with a detection: before the change / on the "
         "stationary control stream, summed over seeds)",
