@@ -9,8 +9,22 @@ it cries wolf, and how long one sensor tick takes.
     auto-labeler): delay, misses, false alarms before the change and per 10,000 stationary BBC rows.
 (c) The sensor's time per tick for 10k new rows (evaluate_tick alone, and run_drift_tick including
     the DuckDB read).
+(d) The pipeline's own streams, replayed day by day as the sensor sees them: the demo's (the
+    bundled HuffPost sample, U.S. news / crime outside the schema from day 8) and the newsroom's
+    (bench/newsroom.py's Reuters stream, mix change on day 14), each with a changed and a
+    stationary (never-changing) control stream per seed, with and without a champion: per
+    signal (confidence**3, disagreement, no_fit) and config (default, the demo's), the delay in
+    simulated hours from the change to the tick that saw it, and ticks with a false alarm.
 
     python bench/drift.py [--seeds 100] [--real-seeds 50] [--model-dir DIR] [--corpora PATH]
+                          [--parts synthetic,real,streams,tick] [--stream-seeds 5]
+                          [--newsroom-sample 1.0] [--cache DIR]
+
+In (d) the stories come from the demo's and the newsroom's own make_stories; the auto-labeller
+(label_articles, with each stream's schema) labels every distinct story once; the champion is a
+stand-in (TF-IDF + logistic regression on the auto-labels of the days before the first weekly
+retrain). --newsroom-sample keeps a hash-sampled share of the newsroom's stories (labelling its
+long Reuters bodies is the slow part).
 
 Without --model-dir the BBC-trained classifier is a TF-IDF + logistic-regression stand-in
 (out-of-fold scores on BBC, so BBC confidences are those of unseen articles). The auto-label for
@@ -21,14 +35,19 @@ the disagreement signal comes from keyword matching with the default config's ca
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
+import os
 import platform
 import re
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -351,6 +370,255 @@ def tick_timing(cfg: DriftConfig, *, rows: int, repeats: int) -> dict:
     }
 
 
+# ---------------------------------------------------------------- (d) the pipeline's streams
+#
+# The demo's stream (newsml demo: the bundled HuffPost sample, topic mix changing on day 8) and the
+# newsroom's (bench/newsroom.py: Reuters, mix changing on day 14), built by their own
+# make_stories, replayed day by day the way the drift sensor sees them: day D is scored at the
+# 00:30 ingest of day D+1 and the sensor's next tick (00:30) consumes it, so a detection among
+# day D's rows is seen (D + 1 - change_day) * 24 + 0.5 simulated hours after the change.
+
+
+DAY_TICK_HOURS = 0.5  # the sensor tick that consumes day D runs at 00:30 of day D+1
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    name: str
+    days: int
+    change_day: int
+    champion_day: int  # the first day scored by the first deployed model (first weekly retrain)
+    stories: Callable[[int, bool], list]  # (seed, changed) -> Story list
+
+
+def demo_spec() -> StreamSpec:
+    from newsml_pipeline.newsroom import demo
+
+    opts = demo.DemoOptions()
+
+    def stories(seed: int, changed: bool) -> list:
+        o = demo.DemoOptions(seed=seed, change_day=opts.change_day if changed else opts.days + 1)
+        return demo.make_stories(o)
+
+    # the Monday 03:00 retrain on day 6 deploys before day 6 is scored (00:30 of day 7)
+    return StreamSpec("demo", opts.days, opts.change_day, demo.FIRST_RETRAIN_DAY, stories)
+
+
+def newsroom_spec(per_day: int) -> StreamSpec:
+    sys.path.insert(0, str(ROOT / "bench"))
+    import newsroom  # bench/newsroom.py
+
+    days, change_day = 21, 14
+
+    def stories(seed: int, changed: bool) -> list:
+        return newsroom.make_stories(
+            days=days,
+            per_day=per_day,
+            change_day=change_day if changed else days + 1,
+            undated_share=0.0,
+            seed=seed,
+        )
+
+    return StreamSpec("newsroom", days, change_day, 8, stories)  # first retrain: Monday of day 8
+
+
+def source_key(story) -> str:
+    """The sample row a story re-dates (its id is d<day>-<k>-<source id>)."""
+    return story.id.split("-", 2)[2]
+
+
+def hash_kept(key: str, share: float) -> bool:
+    return int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF < share
+
+
+def label_pool(stories: list, *, categories: list[dict], cache: Path | None) -> pl.DataFrame:
+    """The auto-labeller over every distinct story once: key, auto_label, label confidence, class_fit.
+
+    One label_articles batch over the pool (the pipeline fits the label model per day; class_fit,
+    the no_fit signal's input, does not depend on the batch).
+    """
+    from newsml_pipeline.core.labeling.pipeline import label_articles
+    from newsml_pipeline.settings import LabelsConfig
+
+    if cache is not None and cache.exists():
+        got = pl.read_parquet(cache)
+        if set(got["key"]) >= {source_key(s) for s in stories}:
+            return got
+    by_key = {source_key(s): s for s in stories}
+    keys = sorted(by_key)
+    raw = pl.DataFrame(
+        {
+            "article_id": keys,
+            "title": [by_key[k].title for k in keys],
+            "text": [by_key[k].text for k in keys],
+        }
+    )
+    cfg = LabelsConfig.model_validate({"categories": categories, "min_confidence": 0.5})
+    t = time.perf_counter()
+    labeled, _ = label_articles(raw, labels_cfg=cfg)
+    log.warning("labelled %d pool articles in %.0f s", raw.height, time.perf_counter() - t)
+    out = labeled.select(
+        pl.col("article_id").alias("key"), pl.col("label").alias("auto_label"), "confidence", "class_fit"
+    )
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        out.write_parquet(cache)
+    return out
+
+
+def stream_days(stories: list, pool: pl.DataFrame, *, sample: float) -> pl.DataFrame:
+    """One row per (hash-kept) story in publication order: day, key, text, auto-label features."""
+    kept = [s for s in stories if sample >= 1 or hash_kept(source_key(s), sample)]
+    t0 = min(s.published for s in stories).date()
+    frame = pl.DataFrame(
+        {
+            "day": [(s.published.date() - t0).days + 1 for s in kept],
+            "key": [source_key(s) for s in kept],
+            "article_id": [s.id for s in kept],
+            "text": [f"{s.title}\n{s.text}" for s in kept],
+        }
+    )
+    return frame.join(pool, on="key", how="left", maintain_order="left")
+
+
+def champion_scores(frame: pl.DataFrame, *, champion_day: int, seed: int) -> pl.DataFrame:
+    """label / confidence / model_version as the sensor sees them, with and without a champion.
+
+    Without: the auto-labeller stands in (its label and confidence; where it abstained, its
+    best guess is unknown here, so label = null and the confidence is the label model's).
+    With: from champion_day on, a STAND-IN champion (TF-IDF + logistic regression trained on
+    the auto-labels of the days before it) scores the rows.
+    """
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    train = frame.filter((pl.col("day") < champion_day) & pl.col("auto_label").is_not_null())
+    vec = TfidfVectorizer(sublinear_tf=True, min_df=2, max_features=50_000)
+    clf = LogisticRegression(C=10.0, max_iter=2000, random_state=seed)
+    clf.fit(vec.fit_transform(train["text"].to_list()), train["auto_label"].to_list())
+    proba = clf.predict_proba(vec.transform(frame["text"].to_list()))
+    champ = frame["day"].to_numpy() >= champion_day
+    labels = np.array(clf.classes_, dtype=object)[proba.argmax(1)]
+    return frame.with_columns(
+        pl.Series("champ_label", labels.tolist(), dtype=pl.String),
+        pl.Series("champ_conf", proba.max(1)),
+        pl.Series("champ", champ),
+    )
+
+
+def replay(frame: pl.DataFrame, *, cfg: DriftConfig, signal: str, champion: bool) -> list[int]:
+    """Days (1-based) whose tick raised a drift event on `signal`."""
+    if champion:
+        rows = frame.with_columns(
+            model_version=pl.when("champ").then(pl.lit("champion")).otherwise(pl.lit("auto-labeller")),
+            label=pl.when("champ").then("champ_label").otherwise(pl.col("auto_label").fill_null("?")),
+            confidence=pl.when("champ").then("champ_conf").otherwise("confidence"),
+        )
+    else:
+        rows = frame.with_columns(
+            model_version=pl.lit("auto-labeller"),
+            label=pl.col("auto_label").fill_null("?"),
+        )
+    rows = rows.select("day", "article_id", "model_version", "label", "confidence", "auto_label", "class_fit")
+    mon = DriftMonitor(
+        signals=(signal,),
+        delta=cfg.delta,
+        clock=cfg.clock,
+        confidence_power=cfg.confidence_power,
+        no_fit_below=cfg.no_fit_below,
+    )
+    fired = []
+    for (day,), part in rows.group_by("day", maintain_order=True):
+        if mon.update(part.drop("day")):
+            fired.append(int(day))
+    return fired
+
+
+def pipeline_streams(
+    specs: list[StreamSpec],
+    cfgs: dict[str, DriftConfig],
+    *,
+    seeds: int,
+    samples: dict[str, float],
+    cache_dir: Path | None,
+) -> tuple[list[dict], dict]:
+    from newsml_pipeline.newsroom import demo
+
+    schemas = {"demo": demo.SCHEMA}
+    sys.path.insert(0, str(ROOT / "bench"))
+    import newsroom
+
+    schemas["newsroom"] = newsroom.SCHEMA
+    rows, info = [], {}
+    for spec in specs:
+        sample = samples.get(spec.name, 1.0)
+        streams = {(s, ch): spec.stories(s, ch) for s in range(seeds) for ch in (True, False)}
+        pool_stories = [
+            st for ss in streams.values() for st in ss if sample >= 1 or hash_kept(source_key(st), sample)
+        ]
+        cache = None if cache_dir is None else cache_dir / f"{spec.name}_pool_{sample:g}.parquet"
+        t = time.perf_counter()
+        pool = label_pool(pool_stories, categories=schemas[spec.name], cache=cache)
+        frames = {
+            k: champion_scores(stream_days(v, pool, sample=sample), champion_day=spec.champion_day, seed=k[0])
+            for k, v in streams.items()
+        }
+        changed = [f for (s, ch), f in frames.items() if ch]
+        pre = pl.concat([f.filter(pl.col("day") < spec.change_day) for f in changed])
+        post = pl.concat([f.filter(pl.col("day") >= spec.change_day) for f in changed])
+        info[spec.name] = {
+            "days": spec.days,
+            "change_day": spec.change_day,
+            "champion_from_day": spec.champion_day,
+            "hash_sample": sample,
+            "rows_per_day": round(changed[0].height / spec.days, 1),
+            "pool_articles": pool.height,
+            "no_fit_share_before": round(
+                float((pre["class_fit"] < next(iter(cfgs.values())).no_fit_below).mean()), 4
+            ),
+            "no_fit_share_after": round(
+                float((post["class_fit"] < next(iter(cfgs.values())).no_fit_below).mean()), 4
+            ),
+            "auto_confidence_before": round(float(pre["confidence"].mean()), 4),
+            "auto_confidence_after": round(float(post["confidence"].mean()), 4),
+            "seconds": round(time.perf_counter() - t, 1),
+        }
+        for cfg_name, cfg in cfgs.items():
+            for signal in SIGNAL_CHOICES:
+                for champion in (False, True):
+                    if signal == "disagreement" and not champion:
+                        continue  # the auto-labeller cannot disagree with itself
+                    delays, fa_pre, fa_stat, first_tick = [], 0, 0, 0
+                    for seed in range(seeds):
+                        fired = replay(frames[(seed, True)], cfg=cfg, signal=signal, champion=champion)
+                        after = [d for d in fired if d >= spec.change_day]
+                        fa_pre += sum(1 for d in fired if d < spec.change_day)
+                        delay = None if not after else (after[0] + 1 - spec.change_day) * 24 + DAY_TICK_HOURS
+                        delays.append(delay)
+                        first_tick += delay is not None and delay <= 24 + DAY_TICK_HOURS
+                        fa_stat += len(
+                            replay(frames[(seed, False)], cfg=cfg, signal=signal, champion=champion)
+                        )
+                    hit = [d for d in delays if d is not None]
+                    rows.append(
+                        {
+                            "stream": spec.name,
+                            "config": cfg_name,
+                            "signal": signal,
+                            "champion": champion,
+                            "delays_h": delays,
+                            "median_delay_h": float(statistics.median(hit)) if hit else None,
+                            "detected_at_first_tick": f"{first_tick}/{seeds}",
+                            "false_alarm_ticks_before_change": fa_pre,
+                            "false_alarm_ticks_stationary": fa_stat,
+                        }
+                    )
+    return rows, info
+
+
+SIGNAL_CHOICES = ("confidence", "disagreement", "no_fit")
+
+
 # ---------------------------------------------------------------- main
 
 
@@ -370,7 +638,27 @@ def main() -> None:
     ap.add_argument("--tick-rows", type=int, default=10_000)
     ap.add_argument("--clock", type=int, default=None, help="override drift.clock (default: config)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "drift.json")
+    ap.add_argument(
+        "--parts",
+        default="synthetic,real,streams,tick",
+        help="comma-separated subset of synthetic (a), real (b), tick (c), streams (d)",
+    )
+    ap.add_argument("--stream-seeds", type=int, default=5, help="seeds of the demo / newsroom streams (d)")
+    ap.add_argument(
+        "--newsroom-per-day", type=int, default=48, help="stories a day in the newsroom stream (its default)"
+    )
+    ap.add_argument(
+        "--newsroom-sample",
+        type=float,
+        default=1.0,
+        help="hash-sampled share of the newsroom's stories that are labelled and replayed (d)",
+    )
+    ap.add_argument("--cache", type=Path, default=None, help="folder to keep the labelled pools of (d) in")
     args = ap.parse_args()
+    parts = {p.strip() for p in args.parts.split(",") if p.strip()}
+    unknown = parts - {"synthetic", "real", "tick", "streams"}
+    if unknown:
+        ap.error(f"unknown --parts {sorted(unknown)}")
     logging.basicConfig(level=logging.WARNING)
 
     cfg = load_config(DEFAULT_CONFIG_PATH).drift
@@ -378,6 +666,142 @@ def main() -> None:
         cfg = cfg.model_copy(update={"clock": args.clock})
     print(f"ADWIN delta={cfg.delta} clock={cfg.clock} confidence_power(default)={cfg.confidence_power:g}")
 
+    results: dict = {}
+    if "synthetic" in parts:
+        results["synthetic"] = run_synthetic(cfg, args)
+    if "real" in parts:
+        results["real_shift"] = run_real(cfg, args)
+    if "streams" in parts:
+        results["pipeline_streams"] = run_streams(cfg, args)
+    if "tick" in parts:
+        results["tick"] = run_tick(cfg, args)
+
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(
+        json.dumps(
+            {
+                "command": " ".join(["python", "bench/drift.py", *sys.argv[1:]]),
+                "commit": git_commit(),
+                "machine": machine(),
+                "drift_config": cfg.model_dump(),
+                **results,
+            },
+            indent=2,
+        )
+    )
+    print(f"\nwrote {args.out}")
+
+
+def git_commit() -> str:
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True)
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    return head.stdout.strip() + (" (with uncommitted changes)" if dirty.stdout.strip() else "")
+
+
+def machine() -> dict:
+    flags: list[str] = []
+    model = None
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("flags") and not flags:
+                flags = line.split(":", 1)[1].split()
+            if line.startswith("model name") and model is None:
+                model = line.split(":", 1)[1].strip()
+    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "amx_int8")
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": model,
+        "cpu_flags": [f for f in wanted if f in flags],
+        "cores": os.cpu_count(),
+    }
+
+
+def run_streams(cfg: DriftConfig, args: argparse.Namespace) -> dict:
+    from newsml_pipeline.newsroom import demo
+
+    demo_cfg = cfg.model_copy(update=demo_drift_overrides(demo))
+    # the shipped default, the demo's own config, and a looser delta to show what it would cost
+    cfgs = {"default": cfg, "demo": demo_cfg, "delta 0.2": cfg.model_copy(update={"delta": 0.2})}
+    t = time.perf_counter()
+    rows, info = pipeline_streams(
+        [demo_spec(), newsroom_spec(args.newsroom_per_day)],
+        cfgs,
+        seeds=args.stream_seeds,
+        samples={"newsroom": args.newsroom_sample},
+        cache_dir=args.cache,
+    )
+    print(
+        f"\n(d) the pipeline's streams, {args.stream_seeds} seeds each, replayed tick by tick "
+        "(delay = simulated hours from the change to the tick that saw it; first tick = +24.5 h)"
+    )
+    for name, i in info.items():
+        print(f"    {name}: {i}")
+    print(
+        f"    configs: default delta={cfg.delta}; demo delta={demo_cfg.delta} (demo.py's drift block); "
+        "delta 0.2 for comparison"
+    )
+    print_table(
+        "    per stream, config and signal (FA = ticks with a detection: before the change / on the "
+        "stationary control stream, summed over seeds)",
+        [
+            "stream",
+            "config",
+            "signal",
+            "champion",
+            "first tick",
+            "median h",
+            "delays h",
+            "FA before",
+            "FA stationary",
+        ],
+        [
+            [
+                r["stream"],
+                r["config"],
+                r["signal"],
+                "yes" if r["champion"] else "no",
+                r["detected_at_first_tick"],
+                r["median_delay_h"],
+                ",".join("-" if d is None else f"{d:g}" for d in r["delays_h"]),
+                r["false_alarm_ticks_before_change"],
+                r["false_alarm_ticks_stationary"],
+            ]
+            for r in rows
+        ],
+    )
+    return {
+        "info": info,
+        "configs": {k: v.model_dump() for k, v in cfgs.items()},
+        "rows": rows,
+        "seconds": round(time.perf_counter() - t, 1),
+        "notes": [
+            "auto-labels: one label_articles batch over each stream pool (the pipeline fits the label "
+            "model per day); class_fit (no_fit's input) does not depend on the batch",
+            "champion: a stand-in, TF-IDF + logistic regression trained on the auto-labels of the days "
+            "before the first weekly retrain, scoring from that day on",
+            "without a champion the confidence stream is the label model's confidence on every row",
+        ],
+    }
+
+
+def demo_drift_overrides(demo_module) -> dict:
+    """The drift block demo.py writes into the demo's config."""
+    from newsml_pipeline.newsroom.demo import DemoOptions
+
+    class _Site:
+        sections: list[str] = []
+
+        def feed_url(self, section: str) -> str:
+            return section
+
+    return demo_module.demo_config(Path("/nonexistent"), _Site(), DemoOptions())["drift"]
+
+
+def run_synthetic(cfg: DriftConfig, args: argparse.Namespace) -> dict:
     t = time.perf_counter()
     syn = synthetic(cfg, seeds=args.seeds, pre=2000, post=10_000)
     syn_s = time.perf_counter() - t
@@ -397,6 +821,10 @@ def main() -> None:
             for r in syn
         ],
     )
+    return {"rows": syn, "seconds": round(syn_s, 1)}
+
+
+def run_real(cfg: DriftConfig, args: argparse.Namespace) -> dict:
 
     powers = [float(p) for p in args.powers.split(",") if p.strip()]
     t = time.perf_counter()
@@ -431,6 +859,10 @@ def main() -> None:
             for r in real
         ],
     )
+    return {"info": info, "rows": real, "seconds": round(real_s, 1)}
+
+
+def run_tick(cfg: DriftConfig, args: argparse.Namespace) -> dict:
 
     tick = tick_timing(cfg, rows=args.tick_rows, repeats=5)
     print_table(
@@ -446,22 +878,7 @@ def main() -> None:
         ],
     )
     print(f"    state file: {tick['state_file_bytes']} bytes")
-
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps(
-            {
-                "command": " ".join(["python", "bench/drift.py", *sys.argv[1:]]),
-                "machine": {"python": platform.python_version(), "platform": platform.platform()},
-                "drift_config": cfg.model_dump(),
-                "synthetic": {"rows": syn, "seconds": round(syn_s, 1)},
-                "real_shift": {"info": info, "rows": real, "seconds": round(real_s, 1)},
-                "tick": tick,
-            },
-            indent=2,
-        )
-    )
-    print(f"\nwrote {args.out}")
+    return tick
 
 
 if __name__ == "__main__":

@@ -17,13 +17,15 @@ log = logging.getLogger(__name__)
 
 # Bump by hand when a change here (or in the core code its assets call) changes what they compute:
 # the Dagster UI then marks the assets as stale because their code version changed.
-CODE_VERSION = "2"
+CODE_VERSION = "3"
 
 TABLE = "scored_articles"
-# The contract columns plus what drift monitoring reads: the auto-label, agreement, scoring time.
+# The contract columns plus what drift monitoring reads: the auto-label, agreement, how well the
+# best class fits the article (from labeled_articles), scoring time.
 SCORED_SCHEMA = SCORED_ARTICLES | {
     "auto_label": pl.String(),
     "agrees_with_auto_label": pl.Boolean(),
+    "class_fit": pl.Float64(),  # the auto-labeller's best class similarity (drift signal no_fit)
     "scored_at": pl.Datetime("us", "UTC"),
 }
 
@@ -79,7 +81,10 @@ def score_day(predictor: Predictor, raw: pl.DataFrame, labeled: pl.DataFrame, *,
             "confidence",
         )
     )
-    auto = labeled.select("article_id", pl.col("label").alias("auto_label"))
+    fit = (
+        pl.col("class_fit") if "class_fit" in labeled.columns else pl.lit(None, pl.Float64).alias("class_fit")
+    )
+    auto = labeled.select("article_id", pl.col("label").alias("auto_label"), fit.cast(pl.Float64))
     scored = scored.join(auto, on="article_id", how="left").with_columns(
         pl.when(pl.col("auto_label").is_null())
         .then(None)
@@ -87,7 +92,7 @@ def score_day(predictor: Predictor, raw: pl.DataFrame, labeled: pl.DataFrame, *,
         .alias("agrees_with_auto_label"),
         pl.lit(datetime.now(UTC)).cast(pl.Datetime("us", "UTC")).alias("scored_at"),
     )
-    return conform(scored, SCORED_ARTICLES, table=TABLE)
+    return conform(scored.select(list(SCORED_SCHEMA)), SCORED_ARTICLES, table=TABLE)
 
 
 def build_monitoring_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:

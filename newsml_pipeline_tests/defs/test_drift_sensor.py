@@ -71,3 +71,34 @@ def test_no_table_yet_is_a_clear_skip(make_settings) -> None:
     result, _ = _tick(defs, dg.DagsterInstance.ephemeral(), None)
     assert not result.run_requests
     assert "no scored_articles" in result.skip_reason.skip_message
+
+
+def test_before_any_champion_no_fit_requests_a_retrain(make_settings) -> None:
+    """The auto-labeller's stream (no champion yet): its confidence and agreement with itself do
+    not move, but a day where far more articles fit no class requests retrain_job."""
+    from newsml_pipeline.core.serving.predictor import AUTO_LABELER_VERSION
+
+    settings = make_settings(drift={"delta": 0.05, "cooldown_hours": 24})
+    defs = build_definitions(settings)
+    wh = Warehouse(settings.warehouse_path)
+    instance = dg.DagsterInstance.ephemeral()
+    t0 = datetime(2026, 11, 20, tzinfo=UTC)
+
+    def day(n: int, *, start: int, no_fit: float, seed: int) -> pl.DataFrame:
+        rows = _scored(n, start=start, conf_mean=0.9, seed=seed, t0=t0)
+        rng = np.random.default_rng(seed + 100)
+        unfit = rng.random(n) < no_fit
+        fit = np.where(unfit, rng.uniform(0.0, 0.12, n), rng.uniform(0.12, 0.5, n))
+        return rows.with_columns(model_version=pl.lit(AUTO_LABELER_VERSION), class_fit=pl.Series(fit))
+
+    wh.replace_table("scored_articles", day(1260, start=0, no_fit=0.25, seed=1))
+    result, _ = _tick(defs, instance, None)
+    assert not result.run_requests and "no_fit: mean 0.2" in result.skip_reason.skip_message
+
+    wh.append("scored_articles", day(180, start=1260, no_fit=0.5, seed=2))
+    result, _ = _tick(defs, instance, result.cursor)
+    assert len(result.run_requests) == 1
+    req = result.run_requests[0]
+    assert req.tags["newsml/drift_signal"] == "no_fit"
+    assert req.tags["newsml/model_version"] == AUTO_LABELER_VERSION
+    assert int(req.tags["newsml/drift_position"]) >= 1260

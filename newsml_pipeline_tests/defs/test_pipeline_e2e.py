@@ -76,6 +76,11 @@ def test_ingest_then_retrain_blocked_then_deployed(make_settings, bbc_inbox: Pat
     assert labeled["label"].is_not_null().mean() > 0.8
     scored = wh.read("scored_articles")
     assert set(scored["model_version"].to_list()) == {"auto-labeler"}  # no champion yet
+    # the labeller's best class similarity reaches the drift stream (signal no_fit), per article
+    labeled_fit = wh.read("labeled_articles").select("article_id", "class_fit")
+    assert labeled_fit["class_fit"].null_count() == 0
+    fits = scored.select("article_id", "class_fit").join(labeled_fit, on="article_id", suffix="_l")
+    assert fits.height == scored.height and (fits["class_fit"] == fits["class_fit_l"]).all()
 
     blocked = _run(defs, "retrain_job", instance)
     assert _checks(blocked)["evaluation_gate"] is False

@@ -34,6 +34,7 @@ from newsml_pipeline.core.labeling.functions.keyword_expansion import expand_key
 from newsml_pipeline.core.labeling.functions.transductive import transductive_votes
 from newsml_pipeline.core.labeling.functions.url_section import url_section_votes
 from newsml_pipeline.core.labeling.functions.zero_shot import (
+    class_fit,
     configured_zero_shot_embeddings,
     embed,
     zero_shot_votes_from_scores,
@@ -103,6 +104,8 @@ def compute_votes(
                 titles, texts, labels_cfg=labels_cfg, schema=schema
             )
         embed_s = round(time.perf_counter() - t0, 3)
+        # How well the best class fits each article (drift's `no_fit` signal reads it).
+        info["class_fit"] = class_fit(docs, protos)
         if "zero_shot" in names:
             cols["zero_shot"] = zero_shot_votes_from_scores(docs @ protos.T)
             info["zero_shot"] = {"seconds": embed_s, "torch_threads": threads_used}
@@ -337,13 +340,16 @@ def label_articles(
     urls = raw["url"].to_list() if "url" in raw.columns else [None] * raw.height
     gold = _gold_for(raw, feedback)
     if raw.height == 0:
-        labeled = empty(LABELED_ARTICLES).with_columns(pl.lit(None, pl.String).alias("gold_label"))
+        labeled = empty(LABELED_ARTICLES).with_columns(
+            pl.lit(None, pl.Float64).alias("class_fit"), pl.lit(None, pl.String).alias("gold_label")
+        )
         return labeled, {
             "n_articles": 0,
             "coverage": 0.0,
             "class_distribution": dict.fromkeys(schema.names, 0),
         }
     votes, names, info = compute_votes(titles, texts, urls, labels_cfg=labels_cfg, spacy_worker=spacy_worker)
+    fit = info.pop("class_fit", None)  # per row, not a report figure
     labels, conf, model_info = combine_votes(
         votes,
         k=schema.k,
@@ -367,9 +373,15 @@ def label_articles(
             "label": [schema.name_of(int(v)) for v in labels],
             "confidence": conf.astype(np.float64),
             "votes": vote_json,
+            "class_fit": [None] * raw.height if fit is None else fit.astype(np.float64),
             "gold_label": gold,
         },
-        schema_overrides={"label": pl.String, "gold_label": pl.String, "partition_date": pl.Date},
+        schema_overrides={
+            "label": pl.String,
+            "gold_label": pl.String,
+            "partition_date": pl.Date,
+            "class_fit": pl.Float64,
+        },
     )
     report = build_report(
         votes=votes,

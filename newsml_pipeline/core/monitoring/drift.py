@@ -28,7 +28,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
-from newsml_pipeline.core.monitoring.signals import SignalBatch, check_signal_names, extract_signals
+from newsml_pipeline.core.monitoring.signals import (
+    LABELLER_SIGNALS,
+    NO_FIT_BELOW,
+    SignalBatch,
+    check_signal_names,
+    extract_signals,
+)
 
 if TYPE_CHECKING:  # river pulls in sklearn and pandas: imported where detectors are built
     from river.drift import ADWIN
@@ -82,7 +88,10 @@ class DriftMonitor:
     a power > 1 spreads the crowded high-confidence end, which made detection of a real topic
     shift faster with no extra false alarms (see bench/drift.py).
     reset_on_model_change: a new champion has its own confidence profile, so when the rows'
-    model_version changes the detectors restart instead of reporting the deployment as drift.
+    model_version changes the champion's detectors restart instead of reporting the deployment
+    as drift; the auto-labeller's (LABELLER_SIGNALS, e.g. no_fit) keep their window, which the
+    champion does not change.
+    no_fit_below: class_fit under which an article fits no class (signal no_fit).
     """
 
     signals: tuple[str, ...]
@@ -90,6 +99,7 @@ class DriftMonitor:
     clock: int = 1
     confidence_power: float = 1.0
     reset_on_model_change: bool = True
+    no_fit_below: float = NO_FIT_BELOW
     rows_seen: int = 0
     epoch: int = 0
     model_version: str | None = None
@@ -102,6 +112,8 @@ class DriftMonitor:
             raise ValueError(f"ADWIN delta must be in (0, 1), got {self.delta}")
         if self.clock < 1:
             raise ValueError(f"ADWIN clock must be >= 1, got {self.clock}")
+        if not -1 <= self.no_fit_below <= 1:
+            raise ValueError(f"no_fit_below is a cosine similarity in [-1, 1], got {self.no_fit_below}")
         if self.confidence_power <= 0:
             raise ValueError(f"confidence_power must be > 0, got {self.confidence_power}")
         if not self._states:
@@ -116,6 +128,7 @@ class DriftMonitor:
             clock=drift_cfg.clock,
             confidence_power=drift_cfg.confidence_power,
             reset_on_model_change=drift_cfg.reset_on_model_change,
+            no_fit_below=drift_cfg.no_fit_below,
         )
 
     def matches_config(self, drift_cfg: Any) -> bool:
@@ -126,6 +139,7 @@ class DriftMonitor:
             and drift_cfg.clock == self.clock
             and drift_cfg.confidence_power == self.confidence_power
             and drift_cfg.reset_on_model_change == self.reset_on_model_change
+            and drift_cfg.no_fit_below == self.no_fit_below
         )
 
     # ------------------------------------------------------------ detection
@@ -139,12 +153,17 @@ class DriftMonitor:
         """How values of `signal` are fed to ADWIN (what mean_before/after are means of)."""
         if signal == "confidence" and self.confidence_power != 1.0:
             return f"confidence**{self.confidence_power:g}"
+        if signal == "no_fit":
+            return f"share class_fit<{self.no_fit_below:g}"
         return signal
 
-    def reset(self, *, reason: str = "manual reset") -> None:
-        """Restart every detector (e.g. after a retrained model is deployed); positions go on."""
+    def reset(self, *, reason: str = "manual reset", keep: frozenset[str] = frozenset()) -> None:
+        """Restart every detector but those in `keep` (e.g. after a retrained model is deployed);
+        positions go on."""
         self.epoch += 1
-        for st in self._states.values():
+        for name, st in self._states.items():
+            if name in keep:
+                continue
             st.detector = self._new_detector()
             st.values_since_reset = 0
         log.info("drift detectors reset at row %d (epoch %d): %s", self.rows_seen, self.epoch, reason)
@@ -162,10 +181,13 @@ class DriftMonitor:
         for start, stop, version in self._segments(rows):
             if self.reset_on_model_change and version is not None and version != self.model_version:
                 if self.model_version is not None:
-                    self.reset(reason=f"model_version changed {self.model_version!r} -> {version!r}")
+                    self.reset(
+                        reason=f"model_version changed {self.model_version!r} -> {version!r}",
+                        keep=LABELLER_SIGNALS,
+                    )
                 self.model_version = version
             part = rows.slice(start, stop - start)
-            batches = extract_signals(part, signals=self.signals)
+            batches = extract_signals(part, signals=self.signals, no_fit_below=self.no_fit_below)
             ids = part.get_column("article_id") if "article_id" in part.columns else None
             for name, batch in batches.items():
                 events.extend(self._feed(name, batch, base=self.rows_seen, ids=ids))
@@ -254,6 +276,7 @@ class DriftMonitor:
             "clock": self.clock,
             "confidence_power": self.confidence_power,
             "reset_on_model_change": self.reset_on_model_change,
+            "no_fit_below": self.no_fit_below,
             "rows_seen": self.rows_seen,
             "epoch": self.epoch,
             "model_version": self.model_version,
@@ -283,6 +306,8 @@ class DriftMonitor:
                 clock=int(payload["clock"]),
                 confidence_power=float(payload["confidence_power"]),
                 reset_on_model_change=bool(payload["reset_on_model_change"]),
+                # states saved before no_fit existed carry no threshold: the default's
+                no_fit_below=float(payload.get("no_fit_below", NO_FIT_BELOW)),
                 rows_seen=int(payload["rows_seen"]),
                 epoch=int(payload["epoch"]),
                 model_version=payload["model_version"],

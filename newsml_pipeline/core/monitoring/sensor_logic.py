@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 SCORED_TABLE = "scored_articles"
 LABELED_TABLE = "labeled_articles"
 STREAM_COLUMNS = ("article_id", "model_version", "label", "confidence", "auto_label", "scored_at")
+# Read when present (null otherwise): how well the best class fits the article (signal no_fit).
+OPTIONAL_COLUMNS = ("class_fit",)
 RECENT_EVENTS_KEPT = 50
 TAG_PREFIX = "newsml/"
 
@@ -46,6 +48,7 @@ STREAM_SCHEMA: dict[str, pl.DataType] = {
     "confidence": pl.Float64(),
     "auto_label": pl.String(),
     "scored_at": pl.Datetime("us", "UTC"),
+    "class_fit": pl.Float64(),
 }
 
 
@@ -96,9 +99,10 @@ def _later(a: ScoredCursor | None, b: ScoredCursor | None) -> ScoredCursor | Non
 def read_new_scored_rows(warehouse: Any, *, cursor: str | ScoredCursor | None, limit: int) -> pl.DataFrame:
     """Up to `limit` scored rows after `cursor`, in (scored_at, article_id) order.
 
-    Columns: article_id, model_version, label, confidence, auto_label, scored_at (UTC). The
-    auto-label comes from scored_articles.auto_label when that column exists, else from
-    labeled_articles.label. No scored_articles table yet -> an empty frame.
+    Columns: article_id, model_version, label, confidence, auto_label, scored_at (UTC), class_fit.
+    The auto-label (and class_fit) come from scored_articles when it has the column, else from
+    labeled_articles (class_fit null where neither has it). No scored_articles table yet -> an
+    empty frame.
     """
     if limit < 1:
         raise ValueError(f"limit must be >= 1, got {limit}")
@@ -112,16 +116,25 @@ def read_new_scored_rows(warehouse: Any, *, cursor: str | ScoredCursor | None, l
         raise LookupError(
             f"table {SCORED_TABLE} in {warehouse.location} lacks column(s) {missing} that the drift sensor needs"
         )
-    if "auto_label" in cols:
-        auto_sql, join_sql = "s.auto_label", ""
-    elif warehouse.table_exists(LABELED_TABLE):
-        auto_sql = "l.label"
+    labeled_cols = (
+        set(warehouse.column_types(LABELED_TABLE)) if warehouse.table_exists(LABELED_TABLE) else set()
+    )
+    auto_sql = (
+        "s.auto_label" if "auto_label" in cols else "l.label" if labeled_cols else "CAST(NULL AS VARCHAR)"
+    )
+    if "class_fit" in cols:
+        fit_sql = "s.class_fit"
+    elif "class_fit" in labeled_cols:
+        fit_sql = "l.class_fit"
+    else:
+        fit_sql = "CAST(NULL AS DOUBLE PRECISION)"
+    join_sql = ""
+    if "l." in auto_sql + fit_sql:
+        fit_agg = "max(class_fit)" if "class_fit" in labeled_cols else "CAST(NULL AS DOUBLE PRECISION)"
         join_sql = (
-            f"LEFT JOIN (SELECT article_id, min(label) AS label FROM {LABELED_TABLE} "
+            f"LEFT JOIN (SELECT article_id, min(label) AS label, {fit_agg} AS class_fit FROM {LABELED_TABLE} "
             "GROUP BY article_id) l ON l.article_id = s.article_id"
         )
-    else:
-        auto_sql, join_sql = "CAST(NULL AS VARCHAR)", ""
     ts_type = types["scored_at"]
     # Compare naive UTC timestamps whatever the column's type (a plain TIMESTAMP is taken as UTC).
     ts_sql = "timezone('UTC', scored_at)" if "TIME ZONE" in str(ts_type).upper() else "scored_at"
@@ -135,7 +148,7 @@ def read_new_scored_rows(warehouse: Any, *, cursor: str | ScoredCursor | None, l
             SELECT *, {ts_sql} AS ts FROM {SCORED_TABLE}
         )
         SELECT s.article_id, s.model_version, s.label, s.confidence, {auto_sql} AS auto_label,
-               s.ts AS scored_at
+               s.ts AS scored_at, {fit_sql} AS class_fit
         FROM s {join_sql}
         {where}
         ORDER BY s.ts, s.article_id
@@ -150,6 +163,9 @@ def _normalise_stream(rows: pl.DataFrame, *, source: str) -> pl.DataFrame:
     missing = [c for c in STREAM_COLUMNS if c not in rows.columns]
     if missing:
         raise ValueError(f"scored rows from {source} lack column(s) {missing}; got {rows.columns}")
+    rows = rows.with_columns(
+        [pl.lit(None, STREAM_SCHEMA[c]).alias(c) for c in OPTIONAL_COLUMNS if c not in rows.columns]
+    )
     ts = rows.get_column("scored_at")
     if not isinstance(ts.dtype, pl.Datetime):
         raise ValueError(f"scored rows from {source}: scored_at must be a timestamp, got {ts.dtype}")

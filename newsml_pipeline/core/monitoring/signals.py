@@ -9,6 +9,12 @@ auto_label (nullable) and scored_at. Each monitored signal maps a row to a value
 - `disagreement`: 1.0 when the champion's label differs from the auto-label, else 0.0; rows
   without an auto-label (the labeler abstained) are skipped. An estimate of the error rate
   that needs no human.
+- `no_fit`: 1.0 when no class of the schema fits the article (the auto-labeller's best cosine
+  similarity to a class description, `class_fit`, is below `no_fit_below`), else 0.0; rows
+  without class_fit are skipped. It reads the labeller, not the champion, so it works before
+  any deployment and is not restarted when the champion changes (LABELLER_SIGNALS). A topic
+  that no class describes raises it at once, where the labeller's own confidence barely moves
+  (bench/drift.py: the demo's day-8 change).
 
 Arrays in, arrays out: every signal comes back as the row offsets it used plus the values.
 """
@@ -22,13 +28,18 @@ from typing import Literal
 import numpy as np
 import polars as pl
 
-SignalName = Literal["confidence", "disagreement"]
-SIGNALS: tuple[str, ...] = ("confidence", "disagreement")
+SignalName = Literal["confidence", "disagreement", "no_fit"]
+SIGNALS: tuple[str, ...] = ("confidence", "disagreement", "no_fit")
+# Signals computed from the auto-labeller alone: a new champion does not change them.
+LABELLER_SIGNALS: frozenset[str] = frozenset({"no_fit"})
+# Default class_fit below which an article counts as fitting no class (DriftConfig.no_fit_below).
+NO_FIT_BELOW = 0.12
 
 # Columns each signal needs from the scored rows.
 REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
     "confidence": ("confidence",),
     "disagreement": ("label", "auto_label"),
+    "no_fit": ("class_fit",),
 }
 
 
@@ -94,13 +105,30 @@ def disagreement_signal(rows: pl.DataFrame) -> SignalBatch:
     return SignalBatch("disagreement", offsets, values.astype(np.float64, copy=False))
 
 
-_EXTRACTORS = {"confidence": confidence_signal, "disagreement": disagreement_signal}
+def no_fit_signal(rows: pl.DataFrame, *, below: float = NO_FIT_BELOW) -> SignalBatch:
+    """1.0 where class_fit < below (no class fits), 0.0 elsewhere; rows without class_fit skipped."""
+    _require(rows, "no_fit")
+    fit = rows.get_column("class_fit").cast(pl.Float64)
+    if fit.is_nan().any():
+        first = int(fit.is_nan().arg_true()[0])
+        raise SignalError(f"class_fit is NaN at {_describe_row(rows, first)}")
+    has_fit = fit.is_not_null()
+    offsets = has_fit.arg_true().to_numpy().astype(np.int64, copy=False)
+    values = (fit.filter(has_fit) < below).cast(pl.Float64).to_numpy()
+    return SignalBatch("no_fit", offsets, values.astype(np.float64, copy=False))
 
 
-def extract_signals(rows: pl.DataFrame, *, signals: Sequence[str]) -> dict[str, SignalBatch]:
+def extract_signals(
+    rows: pl.DataFrame, *, signals: Sequence[str], no_fit_below: float = NO_FIT_BELOW
+) -> dict[str, SignalBatch]:
     """Every requested signal over `rows` (n rows in stream order) -> {name: SignalBatch}."""
     names = check_signal_names(signals)
-    return {name: _EXTRACTORS[name](rows) for name in names}
+    extractors = {
+        "confidence": confidence_signal,
+        "disagreement": disagreement_signal,
+        "no_fit": lambda r: no_fit_signal(r, below=no_fit_below),
+    }
+    return {name: extractors[name](rows) for name in names}
 
 
 def _require(rows: pl.DataFrame, signal: str) -> None:

@@ -54,6 +54,10 @@ def test_label_articles_on_bbc(bbc_rows):
     assert set(votes) == set(report["functions"])
     abstained = labeled.filter(pl.col("label").is_null())
     assert (abstained["confidence"] < cfg.labels.min_confidence).all()
+    # how well the best class fits each article (drift's no_fit signal): a cosine similarity
+    fit = labeled["class_fit"]
+    assert fit.dtype == pl.Float64 and fit.null_count() == 0
+    assert ((fit > -1) & (fit <= 1)).all() and fit.n_unique() > 1
 
 
 def test_empty_and_bad_input():
@@ -65,7 +69,7 @@ def test_empty_and_bad_input():
         ),
         labels_cfg=cfg.labels,
     )
-    assert empty.height == 0 and report["n_articles"] == 0
+    assert empty.height == 0 and report["n_articles"] == 0 and "class_fit" in empty.columns
     import pytest
 
     with pytest.raises(ValueError, match="lacks columns"):

@@ -22,11 +22,15 @@ def scored_stream(
     start: int = 0,
     model_version: str = "1",
     abstain_every: int = 0,
+    no_fit_before: float | None = None,
+    no_fit_after: float | None = None,
 ) -> pl.DataFrame:
     """n scored rows: confidence ~ Beta(conf_*), disagreement ~ Bernoulli(error_*), changing at shift_at.
 
     Rows are one second apart from T0 + start seconds; article ids are zero-padded indexes.
     abstain_every=k leaves the auto-label null on every k-th row.
+    no_fit_before / no_fit_after: share of rows no class fits (class_fit uniform in [0, 0.12)
+    rather than [0.12, 0.5)); without them there is no class_fit column (and no extra draw).
     """
     rng = random.Random(seed)
     rows = []
@@ -36,16 +40,19 @@ def scored_stream(
         err = error_after if after else error_before
         wrong = rng.random() < err
         auto = None if abstain_every and i % abstain_every == 0 else ("politics" if wrong else "sport")
-        rows.append(
-            {
-                "article_id": f"a{start + i:08d}",
-                "model_version": model_version,
-                "label": "sport",
-                "confidence": rng.betavariate(a, b),
-                "auto_label": auto,
-                "scored_at": T0 + timedelta(seconds=start + i),
-            }
-        )
+        row = {
+            "article_id": f"a{start + i:08d}",
+            "model_version": model_version,
+            "label": "sport",
+            "confidence": rng.betavariate(a, b),
+            "auto_label": auto,
+            "scored_at": T0 + timedelta(seconds=start + i),
+        }
+        if no_fit_before is not None:
+            share = no_fit_after if after and no_fit_after is not None else no_fit_before
+            no_fit = rng.random() < share
+            row["class_fit"] = rng.uniform(0.0, 0.12) if no_fit else rng.uniform(0.12, 0.5)
+        rows.append(row)
     return pl.DataFrame(
         rows,
         schema={
@@ -55,5 +62,6 @@ def scored_stream(
             "confidence": pl.Float64,
             "auto_label": pl.String,
             "scored_at": pl.Datetime("us", "UTC"),
+            **({"class_fit": pl.Float64} if no_fit_before is not None else {}),
         },
     )

@@ -216,7 +216,16 @@ def test_read_new_scored_rows_pages_through_the_table(tmp_path, warehouse_target
     # (scored_at, article_id) order: a00000100 and a00000101 share a timestamp, ids break the tie
     assert got["article_id"].to_list() == sorted(rows["article_id"].to_list())
     assert got["article_id"].n_unique() == 250 and got.height == 250
-    assert got.columns == ["article_id", "model_version", "label", "confidence", "auto_label", "scored_at"]
+    assert got.columns == [
+        "article_id",
+        "model_version",
+        "label",
+        "confidence",
+        "auto_label",
+        "scored_at",
+        "class_fit",
+    ]
+    assert got["class_fit"].null_count() == 250  # neither table has it here
     assert got.schema["scored_at"] == pl.Datetime("us", "UTC")
     assert got["auto_label"].null_count() == rows["auto_label"].null_count() > 0
     assert got["scored_at"].to_list() == rows.sort("scored_at", "article_id")["scored_at"].to_list()

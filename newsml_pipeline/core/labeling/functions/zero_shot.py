@@ -124,6 +124,17 @@ def zero_shot_scores(
     return emb @ cats.T
 
 
+def class_fit(docs: np.ndarray, protos: np.ndarray) -> np.ndarray:
+    """Cosine similarity (n,) of each article to the class description that fits it best.
+
+    Low for an article no class describes: the share of such articles is a drift signal that
+    needs no trained model (core/monitoring/signals.py `no_fit`).
+    """
+    if docs.shape[0] == 0:
+        return np.zeros(0, dtype=np.float64)
+    return (docs @ protos.T).max(axis=1).astype(np.float64)
+
+
 def zero_shot_votes_from_scores(sims: np.ndarray, *, min_margin: float = 0.01) -> np.ndarray:
     """Argmax category where it beats the runner-up by ≥ min_margin cosine, else ABSTAIN."""
     if sims.shape[0] == 0:
