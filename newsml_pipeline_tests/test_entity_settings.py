@@ -48,7 +48,10 @@ def test_shipped_example_section_loads(tmp_path: Path, newsml_home: Path) -> Non
         (lambda e: e["types"][1].update(spacy_labels=["PERSON"]), "PERSON maps to both PER and ORG"),
         (lambda e: e["types"].append(dict(e["types"][0])), "entity type names must be unique"),
         (lambda e: e["types"].append({"name": "X", "description": "x"}), "has no evidence"),
-        (lambda e: e["types"].append({"name": "bad name", "description": "x", "gazetteer": ["a"]}), "must be a letter"),
+        (
+            lambda e: e["types"].append({"name": "bad name", "description": "x", "gazetteer": ["a"]}),
+            "must be a letter",
+        ),
         (lambda e: e["training"].update(method="transformer_lora"), "needs training.base_model"),
     ],
 )
