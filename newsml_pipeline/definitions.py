@@ -11,6 +11,7 @@ import dagster as dg
 from newsml_pipeline.defs.alerts import run_failure_alert_sensor
 from newsml_pipeline.defs.automation import build_drift_sensor, build_jobs, build_schedules
 from newsml_pipeline.defs.deployment import deployed_model
+from newsml_pipeline.defs.entities import build_entity_assets, build_entity_jobs
 from newsml_pipeline.defs.evaluation import evaluation_assets, evaluation_checks
 from newsml_pipeline.defs.ingestion import build_ingestion_assets
 from newsml_pipeline.defs.labeling import build_labeling_assets
@@ -43,6 +44,9 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or Settings.from_env()
     partitions = daily_partitions(settings.config)
+    # The named-entity task (group `entities`) exists only when the config has an `entities:` section.
+    entity_assets, entity_checks = build_entity_assets(partitions) if settings.config.entities else ([], [])
+    entity_jobs = build_entity_jobs(partitions) if settings.config.entities else []
     assets = [
         *build_ingestion_assets(partitions),
         *build_labeling_assets(partitions),
@@ -51,12 +55,13 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         deployed_model,
         *build_monitoring_assets(partitions),
         *build_review_assets(partitions),
+        *entity_assets,
     ]
     ingest_job, retrain_job, crawl_job = build_jobs(partitions)
     return dg.Definitions(
         assets=assets,
-        asset_checks=[*evaluation_checks],
-        jobs=[ingest_job, retrain_job, crawl_job],
+        asset_checks=[*evaluation_checks, *entity_checks],
+        jobs=[ingest_job, retrain_job, crawl_job, *entity_jobs],
         schedules=build_schedules(ingest_job, retrain_job, crawl_job, settings.config),
         sensors=[build_drift_sensor(retrain_job), run_failure_alert_sensor],
         resources=build_resources(settings),

@@ -160,6 +160,9 @@ class EntitiesConfig(_Strict):
     label_model: EntityLabelModelConfig = EntityLabelModelConfig()
     gate: EntityGateConfig = EntityGateConfig()
     training: EntityTrainingConfig = EntityTrainingConfig()
+    # Trusted sentences (IOB2/CoNLL or JSONL with character spans) for evaluation and the gate only;
+    # never trained on. ${NEWSML_HOME} is expanded.
+    gold_files: list[str] = Field(default_factory=list)
     # Characters of each article (title + text) that are sentence-split and labelled.
     max_chars: int = Field(default=2000, ge=50)
     registered_model: str = DEFAULT_ENTITY_REGISTERED_MODEL

@@ -20,8 +20,8 @@ from newsml_pipeline.entity_settings import EntitiesConfig, SpanConventions
 log = logging.getLogger(__name__)
 
 LABELS_FILE = "entity_labels.json"
-# Prediction needs the tokenizer, sentence boundaries and NER only.
-PREDICT_DISABLE = ("tagger", "parser", "attribute_ruler", "lemmatizer")
+# Prediction needs the tokenizer and NER only (en_core_web_sm's NER has its own tok2vec).
+PREDICT_DISABLE = ("tok2vec", "tagger", "parser", "attribute_ruler", "lemmatizer", "senter")
 
 
 def load_pretrained(disable: tuple[str, ...] = ()) -> object:
