@@ -23,11 +23,12 @@ from newsml_pipeline.core.entities.autolabel import autolabel
 from newsml_pipeline.core.entities.evaluation import decide, score_models
 from newsml_pipeline.core.entities.gold import read_gold
 from newsml_pipeline.core.entities.metrics import span_scores
-from newsml_pipeline.core.entities.model import EntityRecognizer, load_pretrained
+from newsml_pipeline.core.entities.model import EntityRecognizer, load_pretrained, load_recognizer
 from newsml_pipeline.core.entities.registry import champion, download_version, log_entity_model
 from newsml_pipeline.core.entities.spans import CharSpan
 from newsml_pipeline.core.entities.splits import split_articles
 from newsml_pipeline.core.entities.train_spacy import TrainingSentence, train_spacy_ner
+from newsml_pipeline.core.entities.train_transformer import train_token_classifier
 from newsml_pipeline.core.registry.aliases import set_champion
 from newsml_pipeline.defs.metadata import metadata_table
 from newsml_pipeline.defs.placement import LIGHT_STEP, WINDOW_STEP
@@ -220,7 +221,10 @@ def build_entity_assets(partitions: dg.PartitionsDefinition) -> tuple[list, list
             raise dg.Failure(
                 description="no auto-labelled train sentences: materialize entity_labels for some days"
             )
-        res = train_spacy_ner(sentences, cfg)
+        if cfg.training.method == "transformer_lora":
+            res = train_token_classifier(sentences, cfg)
+        else:
+            res = train_spacy_ner(sentences, cfg)
         held = rows.filter(pl.col("split") == "test")
         agreement = span_scores(
             [_spans(e) for e in held["entities"]],
@@ -229,7 +233,10 @@ def build_entity_assets(partitions: dg.PartitionsDefinition) -> tuple[list, list
         )
         out_dir = settings.models_dir / "entities" / context.run_id
         out_dir.parent.mkdir(parents=True, exist_ok=True)
-        res.recognizer.save(out_dir)
+        if cfg.training.method == "transformer_lora":
+            res.recognizer.save(out_dir, types=cfg.names)
+        else:
+            res.recognizer.save(out_dir)
         reg = log_entity_model(
             out_dir,
             tracking_uri=mlflow.tracking_uri,
@@ -237,6 +244,7 @@ def build_entity_assets(partitions: dg.PartitionsDefinition) -> tuple[list, list
             artifact_root=mlflow.artifact_root,
             registered_model=cfg.registered_model,
             params={
+                "method": cfg.training.method,
                 "strategy": cfg.training.strategy,
                 "epochs": cfg.training.epochs,
                 "batch_size": cfg.training.batch_size,
@@ -300,7 +308,7 @@ def build_entity_assets(partitions: dg.PartitionsDefinition) -> tuple[list, list
         champ_version = champion(mlflow.tracking_uri, cfg.registered_model)
         champ = None
         if champ_version is not None and champ_version != entity_candidate["version"]:
-            champ = EntityRecognizer.load(
+            champ = load_recognizer(
                 download_version(
                     mlflow.tracking_uri,
                     cfg.registered_model,
@@ -309,7 +317,7 @@ def build_entity_assets(partitions: dg.PartitionsDefinition) -> tuple[list, list
                 )
             )
         models = {
-            "candidate": EntityRecognizer.load(entity_candidate["model_dir"]),
+            "candidate": load_recognizer(entity_candidate["model_dir"]),
             "pretrained": EntityRecognizer.stock(cfg),
             "champion": champ,
         }
@@ -452,7 +460,7 @@ def build_entity_assets(partitions: dg.PartitionsDefinition) -> tuple[list, list
                 version,
                 newsml.settings.models_dir / "registry_cache",
             )
-            rec, model_version = EntityRecognizer.load(path), version
+            rec, model_version = load_recognizer(path), version
         wh = warehouse.get()
         total = 0
         per_type: Counter[str] = Counter()

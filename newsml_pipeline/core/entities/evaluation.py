@@ -15,7 +15,6 @@ from typing import Any
 
 from newsml_pipeline.core.entities.gold import GoldSentence
 from newsml_pipeline.core.entities.metrics import span_scores
-from newsml_pipeline.core.entities.model import EntityRecognizer
 from newsml_pipeline.entity_settings import EntityGateConfig
 
 
@@ -26,9 +25,7 @@ class EntityGateDecision:
     checks: dict[str, Any] = field(default_factory=dict)
 
 
-def score_models(
-    gold: list[GoldSentence], models: dict[str, EntityRecognizer | None], *, types: list[str]
-) -> dict[str, dict]:
+def score_models(gold: list[GoldSentence], models: dict[str, Any], *, types: list[str]) -> dict[str, dict]:
     """name -> span_scores on `gold` for each model that is not None."""
     texts = [g.text for g in gold]
     out = {}

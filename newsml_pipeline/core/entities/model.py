@@ -94,3 +94,13 @@ class EntityRecognizer:
     def predict(self, texts: list[str], *, batch_size: int = 64) -> list[list[CharSpan]]:
         """Entities of each text as character spans into that text, in the user's types."""
         return [self._doc_spans(d) for d in self.nlp.pipe(texts, batch_size=batch_size)]  # type: ignore[attr-defined]
+
+
+def load_recognizer(path: str | Path) -> object:
+    """A saved recognizer of either kind (spaCy pipeline or transformer token classifier)."""
+    meta = json.loads((Path(path) / LABELS_FILE).read_text(encoding="utf-8"))
+    if meta.get("kind") == "transformer":
+        from newsml_pipeline.core.entities.train_transformer import TransformerRecognizer
+
+        return TransformerRecognizer.load(path)
+    return EntityRecognizer.load(path)

@@ -18,7 +18,7 @@ from typing import Any
 import mlflow.pyfunc
 import pandas as pd
 
-from newsml_pipeline.core.entities.model import LABELS_FILE, EntityRecognizer
+from newsml_pipeline.core.entities.model import LABELS_FILE, load_recognizer
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ class EntityPyfunc(mlflow.pyfunc.PythonModel):
     """`models:/<entities.registered_model>@champion` as a pyfunc (loads in a fresh interpreter)."""
 
     def load_context(self, context: Any) -> None:
-        self.recognizer = EntityRecognizer.load(context.artifacts[ARTIFACT])
+        self.recognizer = load_recognizer(context.artifacts[ARTIFACT])
 
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None

@@ -18,7 +18,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from newsml_pipeline.core.entities.model import EntityRecognizer
+from newsml_pipeline.core.entities.model import EntityRecognizer, load_recognizer
 from newsml_pipeline.core.entities.registry import champion, download_version, spans_json
 from newsml_pipeline.entity_settings import EntitiesConfig
 
@@ -44,7 +44,7 @@ def check_records(records: list[Any]) -> list[dict[str, Any]]:
 
 @dataclass
 class EntityService:
-    recognizer: EntityRecognizer
+    recognizer: Any  # EntityRecognizer or TransformerRecognizer: both predict char spans
     model_version: str
 
     @classmethod
@@ -54,7 +54,7 @@ class EntityService:
             log.info("no %s champion yet: answering with the pretrained pipeline", cfg.registered_model)
             return cls(EntityRecognizer.stock(cfg, conventions=True), "pretrained")
         path = download_version(tracking_uri, cfg.registered_model, version, cache_dir)
-        return cls(EntityRecognizer.load(path), version)
+        return cls(load_recognizer(path), version)
 
     def annotate(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         records = check_records(records)
@@ -70,6 +70,7 @@ def add_entities_route(app: Any, service: EntityService, *, token: str | None, m
     """Register POST /entities on the FastAPI app of `newsml serve`: one object or a list of them
     ({"id"?, "text"}) -> one answer or {"results": [...]}; same bearer token as /classify.
     (FastAPI resolves the handler's `Request` annotation from this module's globals.)"""
+
     def error(status: int, message: str) -> JSONResponse:
         return JSONResponse({"error": message}, status_code=status)
 
