@@ -530,3 +530,27 @@ def build_entity_jobs(partitions: dg.PartitionsDefinition) -> list:
         ),
     )
     return [ingest, retrain]
+
+
+def build_entity_schedules(jobs: list) -> list:
+    """entity_daily_schedule: 02:00 UTC, the day that ended (after the 00:30 topic ingest stored its
+    raw_articles); entity_weekly_retrain_schedule: Mondays 04:00 UTC (after the topic retrain)."""
+    ingest, retrain = jobs
+    daily = dg.build_schedule_from_partitioned_job(
+        ingest,
+        name="entity_daily_schedule",
+        hour_of_day=2,
+        minute_of_hour=0,
+        default_status=dg.DefaultScheduleStatus.STOPPED,
+        description="02:00 UTC: entity auto-labels and the champion's mentions for the day that ended.",
+    )
+    weekly = dg.ScheduleDefinition(
+        name="entity_weekly_retrain_schedule",
+        job=retrain,
+        cron_schedule="0 4 * * 1",
+        execution_timezone="UTC",
+        default_status=dg.DefaultScheduleStatus.STOPPED,
+        tags={"newsml/trigger": "schedule"},
+        description="Mondays 04:00 UTC: retrain the entity recognizer, gate it on gold sentences, deploy if better.",
+    )
+    return [daily, weekly]

@@ -48,6 +48,8 @@ def test_entity_group_only_with_the_section(make_settings) -> None:
         "entity_mentions",
     }
     assert on.resolve_job_def("entity_retrain_job") is not None
+    assert on.resolve_schedule_def("entity_weekly_retrain_schedule").cron_schedule == "0 4 * * 1"
+    assert on.resolve_schedule_def("entity_daily_schedule").job_name == "entity_ingest_job"
 
 
 def _inbox(tmp_path: Path, bbc_rows: list[dict], n: int) -> Path:
