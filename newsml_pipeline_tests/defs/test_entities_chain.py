@@ -73,6 +73,7 @@ def _gold_jsonl(tmp_path: Path, corpora: Path) -> Path:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2400)
 def test_entity_chain_through_the_cli(tmp_path: Path, newsml_home: Path, bbc_rows, corpora: Path) -> None:
     inbox = _inbox(tmp_path, bbc_rows, 40)
     gold = _gold_jsonl(tmp_path, corpora)

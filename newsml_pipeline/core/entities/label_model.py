@@ -4,10 +4,11 @@ Each token gets one vote per source: a type index where the source proposes a sp
 over it, `O` (0) where a source that sees every token (the pretrained NER) proposes nothing, and
 abstain where a rule source does not match. The project's Dawid-Skene EM (the topic label model,
 core/labeling/label_model.py) learns each source's confusion between `O` and the types from these
-votes alone. `majority_vote` (the default) weighs each source by `source_weights`: measured on 60 BBC articles
-with the shipped config, Dawid-Skene let the pretrained source (the only one voting on every
-token) overrule the rule sources everywhere (0 custom-type spans), because a source that only
-ever votes one type looks uninformative to it, and a rare type's class prior is tiny.
+votes alone. `majority_vote` (the default) weighs each source by `source_weights`: measured on 60
+BBC articles with the shipped config, the vote gave 69 custom-type spans (NEWS_ORG 24,
+POLITICAL_ROLE 22, FINANCIAL_METRIC 23) and Dawid-Skene none, even with the pretrained source
+abstaining there: a source that only ever votes one type looks uninformative to EM (abstentions
+carry no information), and a rare type's class prior is tiny.
 A token whose confidence stays below `min_confidence` (a tie between disagreeing sources under
 the vote) is left unannotated (abstain: training computes no loss there), and so is every token
 of a span that contains one.

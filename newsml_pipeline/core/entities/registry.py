@@ -24,6 +24,22 @@ log = logging.getLogger(__name__)
 
 ARTIFACT = "entity_model"
 PACKAGE_DIR = Path(__file__).resolve().parents[2]
+# What the pyfunc's code imports (spaCy pipeline, or transformers for the LoRA path). Named here so
+# MLflow does not infer them by loading the model in a subprocess at every registration (minutes).
+REQUIREMENTS = ("mlflow", "pandas", "pydantic", "pyyaml", "numpy", "spacy", "torch", "transformers")
+
+
+def pip_requirements() -> list[str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = []
+    for name in REQUIREMENTS:
+        try:
+            v = version(name).split("+")[0]  # the local "+cpu" build tag is on no index
+        except PackageNotFoundError:
+            continue
+        out.append(f"{name}=={v}")
+    return out
 
 
 def spans_json(text: str, spans: list) -> list[dict[str, Any]]:
@@ -86,6 +102,7 @@ def log_entity_model(
             artifacts={ARTIFACT: str(model_dir)},
             code_paths=[str(PACKAGE_DIR)],
             input_example=pd.DataFrame({"text": ["Reuters reported that Angela Merkel visited Paris."]}),
+            pip_requirements=pip_requirements(),
             registered_model_name=registered_model,
         )
         run_id = run.info.run_id
