@@ -20,7 +20,7 @@ import dagster as dg
 import polars as pl
 
 from newsml_pipeline.core.entities.autolabel import autolabel
-from newsml_pipeline.core.entities.evaluation import decide, score_models
+from newsml_pipeline.core.entities.evaluation import changed_spans, decide, score_models
 from newsml_pipeline.core.entities.gold import read_gold
 from newsml_pipeline.core.entities.metrics import span_scores
 from newsml_pipeline.core.entities.model import EntityRecognizer, load_pretrained, load_recognizer
@@ -321,7 +321,7 @@ def build_entity_assets(partitions: dg.PartitionsDefinition) -> tuple[list, list
             "pretrained": EntityRecognizer.stock(cfg),
             "champion": champ,
         }
-        scores = score_models(gold, models, types=cfg.names) if gold else {}
+        scores, preds = score_models(gold, models, types=cfg.names) if gold else ({}, {})
         decision = decide(scores, n_sentences=len(gold), types=cfg.names, cfg=cfg.gate)
         import mlflow as mlf
 
@@ -372,6 +372,12 @@ def build_entity_assets(partitions: dg.PartitionsDefinition) -> tuple[list, list
                 "gate_passed": decision.passed,
                 "gate_reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in decision.reasons)),
                 "gold_sentences": dg.MetadataValue.int(len(gold)),
+                "changed_spans": metadata_table(
+                    changed_spans(gold, preds["pretrained"], preds["candidate"], types=cfg.names)
+                    if preds
+                    else [],
+                    columns=["sentence", "pretrained", "candidate", "gold"],
+                ),
                 "champion_version": champ_version or "none",
             },
         )

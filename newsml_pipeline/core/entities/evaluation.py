@@ -15,6 +15,7 @@ from typing import Any
 
 from newsml_pipeline.core.entities.gold import GoldSentence
 from newsml_pipeline.core.entities.metrics import span_scores
+from newsml_pipeline.core.entities.spans import CharSpan
 from newsml_pipeline.entity_settings import EntityGateConfig
 
 
@@ -25,15 +26,43 @@ class EntityGateDecision:
     checks: dict[str, Any] = field(default_factory=dict)
 
 
-def score_models(gold: list[GoldSentence], models: dict[str, Any], *, types: list[str]) -> dict[str, dict]:
-    """name -> span_scores on `gold` for each model that is not None."""
+def score_models(
+    gold: list[GoldSentence], models: dict[str, Any], *, types: list[str]
+) -> tuple[dict[str, dict], dict[str, list]]:
+    """(name -> span_scores on `gold`, name -> predicted spans per sentence) for each model that
+    is not None."""
     texts = [g.text for g in gold]
-    out = {}
+    scores, preds = {}, {}
     for name, rec in models.items():
         if rec is None:
             continue
-        out[name] = span_scores([g.entities for g in gold], rec.predict(texts), types=types)
-    return out
+        preds[name] = rec.predict(texts)
+        scores[name] = span_scores([g.entities for g in gold], preds[name], types=types)
+    return scores, preds
+
+
+def changed_spans(
+    gold: list[GoldSentence], before: list, after: list, *, types: list[str], limit: int = 20
+) -> list[dict[str, str]]:
+    """Sentences where two models' spans differ: what each found and what gold says (for people)."""
+
+    def show(text: str, spans: list[CharSpan]) -> str:
+        return "; ".join(f"{text[s.start : s.end]} [{s.label}]" for s in sorted(spans) if s.label in types)
+
+    rows = []
+    for g, b, a in zip(gold, before, after, strict=True):
+        if {s for s in b if s.label in types} != {s for s in a if s.label in types}:
+            rows.append(
+                {
+                    "sentence": g.text[:200],
+                    "pretrained": show(g.text, b),
+                    "candidate": show(g.text, a),
+                    "gold": show(g.text, g.entities),
+                }
+            )
+            if len(rows) >= limit:
+                break
+    return rows
 
 
 def decide(
