@@ -96,6 +96,15 @@ def mean_scores(runs: list[dict[str, Any]], types: list[str]) -> dict[str, Any]:
     }
 
 
+def git_commit() -> str:
+    """HEAD, with `-dirty` when tracked files differ from it."""
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    dirty = subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=ROOT).returncode != 0
+    return head + ("-dirty" if dirty else "")
+
+
 def cpu_flags() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -123,6 +132,7 @@ def main() -> None:
     ap.add_argument("--skip-custom", action="store_true", help="skip the shipped config's agreement run")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    commit = git_commit()  # at start: the code that runs, even if the checkout moves meanwhile
     cfg = load_entities_cfg(args.config)
     types = cfg.names
     strategy = args.strategy or cfg.training.strategy
@@ -192,9 +202,7 @@ def main() -> None:
 
     payload = {
         "command": "python bench/entities.py " + " ".join(sys.argv[1:]),
-        "commit": subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True
-        ).stdout.strip(),
+        "commit": commit,
         "cpu_flags": cpu_flags(),
         "config": str(args.config.relative_to(ROOT))
         if args.config.is_relative_to(ROOT)
