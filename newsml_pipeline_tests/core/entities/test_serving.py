@@ -93,3 +93,33 @@ def test_post_entities_route(entities_config: Path, newsml_home: Path) -> None:
     assert bad.status_code == 422 and "'text' must be a string" in bad.json()["error"]
     big = client.post("/entities", json={"text": "x" * 20_000}, headers=auth)
     assert big.status_code == 413
+
+
+def test_newsml_serve_adds_post_entities_with_the_section(
+    entities_config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import newsml_pipeline.core.serving.http as http
+    import newsml_pipeline.core.serving.predictor as predictor
+    from newsml_pipeline.settings import ServingConfig
+
+    class StubPredictor:
+        serving_cfg = ServingConfig()
+        model_version = "stub"
+
+    class StubServer:
+        app = FastAPI()
+        url = "http://127.0.0.1:1"
+
+        def serve_forever(self) -> None:
+            raise KeyboardInterrupt
+
+        def server_close(self) -> None:
+            pass
+
+    server = StubServer()
+    monkeypatch.setattr(predictor.Predictor, "from_settings", classmethod(lambda cls, s: StubPredictor()))
+    monkeypatch.setattr(http, "make_server", lambda *a, **k: server)
+    assert main(["serve"], out=io.StringIO()) == 0
+    assert "/entities" in {r.path for r in server.app.routes}
+    answer = TestClient(server.app).post("/entities", json=TEXTS[0]).json()
+    assert answer["model_version"] == "pretrained" and answer["id"] == "a"
