@@ -11,7 +11,12 @@ import dagster as dg
 from newsml_pipeline.defs.alerts import run_failure_alert_sensor
 from newsml_pipeline.defs.automation import build_drift_sensor, build_jobs, build_schedules
 from newsml_pipeline.defs.deployment import deployed_model
-from newsml_pipeline.defs.entities import build_entity_assets, build_entity_jobs, build_entity_schedules
+from newsml_pipeline.defs.entities import (
+    build_entity_assets,
+    build_entity_drift_sensor,
+    build_entity_jobs,
+    build_entity_schedules,
+)
 from newsml_pipeline.defs.evaluation import evaluation_assets, evaluation_checks
 from newsml_pipeline.defs.ingestion import build_ingestion_assets
 from newsml_pipeline.defs.labeling import build_labeling_assets
@@ -66,7 +71,11 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             *build_schedules(ingest_job, retrain_job, crawl_job, settings.config),
             *(build_entity_schedules(entity_jobs) if entity_jobs else []),
         ],
-        sensors=[build_drift_sensor(retrain_job), run_failure_alert_sensor],
+        sensors=[
+            build_drift_sensor(retrain_job),
+            run_failure_alert_sensor,
+            *([build_entity_drift_sensor(entity_jobs)] if entity_jobs else []),
+        ],
         resources=build_resources(settings),
         executor=executor_from_env(),  # NEWSML_EXECUTOR: default multiprocess, k8s = a Job per step
     )

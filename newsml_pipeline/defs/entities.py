@@ -14,12 +14,14 @@ import getpass
 import json
 import logging
 from collections import Counter
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 import polars as pl
 
 from newsml_pipeline.core.entities.autolabel import autolabel
+from newsml_pipeline.core.entities.drift import STATE_FILE as DRIFT_STATE_FILE
+from newsml_pipeline.core.entities.drift import EntityDriftMonitor, proposals_by_article
 from newsml_pipeline.core.entities.evaluation import changed_spans, decide, score_models
 from newsml_pipeline.core.entities.gold import read_gold
 from newsml_pipeline.core.entities.metrics import span_scores
@@ -29,6 +31,7 @@ from newsml_pipeline.core.entities.spans import CharSpan
 from newsml_pipeline.core.entities.splits import split_articles
 from newsml_pipeline.core.entities.train_spacy import TrainingSentence, train_spacy_ner
 from newsml_pipeline.core.entities.train_transformer import train_token_classifier
+from newsml_pipeline.core.monitoring.drift import DriftStateStore
 from newsml_pipeline.core.registry.aliases import set_champion
 from newsml_pipeline.defs.metadata import metadata_table
 from newsml_pipeline.defs.placement import LIGHT_STEP, WINDOW_STEP
@@ -63,6 +66,21 @@ def _article_texts(raw: pl.DataFrame) -> list[str]:
     return [
         f"{t or ''}.\n{x or ''}" if t else (x or "") for t, x in zip(raw["title"], raw["text"], strict=True)
     ]
+
+
+def _day_proposals(wh, day: date) -> dict[str, set[CharSpan]]:  # noqa: ANN001 - Warehouse
+    """Every span the sources proposed for the day's articles, in article offsets."""
+    if not wh.table_exists(LABELS_TABLE):
+        return {}
+    rows = wh.read(LABELS_TABLE, where="partition_date = ?", params=[day])
+    if not len(rows) or "sentence_start" not in rows.columns:
+        return {}
+    return proposals_by_article(
+        rows["article_id"].to_list(),
+        rows["sentence_start"].to_list(),
+        rows["entities"].to_list(),
+        rows["proposals"].to_list(),
+    )
 
 
 def build_entity_assets(partitions: dg.PartitionsDefinition) -> tuple[list, list]:
@@ -100,6 +118,7 @@ def build_entity_assets(partitions: dg.PartitionsDefinition) -> tuple[list, list
                     "article_id": [s.article_id for s in sents],
                     "partition_date": [day] * len(sents),
                     "sentence": [s.sentence for s in sents],
+                    "sentence_start": [s.start for s in sents],
                     "text": [s.text for s in sents],
                     "entities": [_spans_json(s.entities) for s in sents],
                     "missing": [json.dumps(s.missing) for s in sents],
@@ -438,7 +457,7 @@ def build_entity_assets(partitions: dg.PartitionsDefinition) -> tuple[list, list
         name=MENTIONS_TABLE,
         group_name=GROUP,
         partitions_def=partitions,
-        deps=[dg.AssetKey("raw_articles")],
+        deps=[dg.AssetKey("raw_articles"), dg.AssetKey(LABELS_TABLE)],
         op_tags=WINDOW_STEP,
         kinds={"duckdb", "spacy"},
         code_version=CODE_VERSION,
@@ -446,7 +465,9 @@ def build_entity_assets(partitions: dg.PartitionsDefinition) -> tuple[list, list
         description=(
             "The entities of each day's articles as the deployed recognizer (entity champion) finds them, one "
             "row per mention with character offsets into title + text; the pretrained pipeline mapped to the "
-            "types (model_version `pretrained`) before any deployment."
+            "types (model_version `pretrained`) before any deployment. `proposed`: whether a labelling source "
+            "proposed that exact span and type (entity_labels of the day); the share that none did is what "
+            "entity_drift_sensor watches."
         ),
     )
     def entity_mentions(
@@ -468,13 +489,14 @@ def build_entity_assets(partitions: dg.PartitionsDefinition) -> tuple[list, list
             )
             rec, model_version = load_recognizer(path), version
         wh = warehouse.get()
-        total = 0
+        total = unproposed = n_checked = 0
         per_type: Counter[str] = Counter()
         for key in context.partition_keys:
             day = date.fromisoformat(key)
             raw = wh.read("raw_articles", where="partition_date = ?", params=[day])
             texts = [t[: cfg.max_chars] for t in _article_texts(raw)]
             preds = rec.predict(texts)
+            proposed = _day_proposals(wh, day)
             recs = [
                 {
                     "article_id": aid,
@@ -484,6 +506,7 @@ def build_entity_assets(partitions: dg.PartitionsDefinition) -> tuple[list, list
                     "end": s.end,
                     "label": s.label,
                     "text": text[s.start : s.end],
+                    "proposed": (s in proposed[aid]) if aid in proposed else None,
                 }
                 for aid, text, spans in zip(raw["article_id"], texts, preds, strict=True)
                 for s in spans
@@ -498,14 +521,19 @@ def build_entity_assets(partitions: dg.PartitionsDefinition) -> tuple[list, list
                     "end": pl.Int64,
                     "label": pl.String,
                     "text": pl.String,
+                    "proposed": pl.Boolean,
                 },
             )
             wh.replace_partition(MENTIONS_TABLE, frame, partition_column="partition_date", partition_key=day)
             total += len(frame)
             per_type.update(frame["label"].to_list())
+            checked = frame.filter(pl.col("proposed").is_not_null())
+            unproposed += int((~checked["proposed"]).sum())
+            n_checked += len(checked)
         return dg.MaterializeResult(
             metadata={
                 "dagster/row_count": dg.MetadataValue.int(total),
+                "unproposed_share": dg.MetadataValue.float(unproposed / n_checked if n_checked else 0.0),
                 "model_version": model_version,
                 "mentions_per_type": dg.MetadataValue.json(dict(per_type)),
             }
@@ -560,3 +588,71 @@ def build_entity_schedules(jobs: list) -> list:
         description="Mondays 04:00 UTC: retrain the entity recognizer, gate it on gold sentences, deploy if better.",
     )
     return [daily, weekly]
+
+
+def build_entity_drift_sensor(jobs: list) -> dg.SensorDefinition:
+    """entity_drift_sensor: ADWIN over the per-article share of the champion's entities that no
+    labelling source proposed (entity_mentions.proposed) -> an entity_retrain_job run, at most one
+    per drift.cooldown_hours."""
+    retrain = jobs[1]
+
+    @dg.sensor(
+        name="entity_drift_sensor",
+        job=retrain,
+        minimum_interval_seconds=300,
+        default_status=dg.DefaultSensorStatus.STOPPED,
+        description=(
+            "river ADWIN over the share of the deployed recognizer's entities that no labelling source "
+            "proposed, per article in publication order. Drift -> entity_retrain_job (drift.cooldown_hours)."
+        ),
+    )
+    def entity_drift_sensor(
+        context: dg.SensorEvaluationContext, newsml: NewsmlSettings, warehouse: WarehouseResource
+    ) -> dg.SensorResult:
+        settings = newsml.settings
+        dcfg = settings.config.drift
+        wh = warehouse.get()
+        if not wh.table_exists(MENTIONS_TABLE):
+            return dg.SensorResult(skip_reason=dg.SkipReason("no entity_mentions yet: run entity_ingest_job"))
+        store = DriftStateStore.in_home(settings.home, name=DRIFT_STATE_FILE)
+        mon = EntityDriftMonitor.load(store, delta=dcfg.delta, clock=dcfg.clock)
+        after, params = "", []
+        if mon.cursor is not None:
+            after = "AND (CAST(partition_date AS VARCHAR) > ? OR (CAST(partition_date AS VARCHAR) = ? AND article_id > ?))"
+            params = [mon.cursor[0], mon.cursor[0], mon.cursor[1]]
+        rows = wh.query(
+            f"""SELECT CAST(partition_date AS VARCHAR) AS day, article_id,
+                       AVG(CASE WHEN proposed THEN 0.0 ELSE 1.0 END) AS unproposed
+                FROM {MENTIONS_TABLE} WHERE proposed IS NOT NULL {after}
+                GROUP BY 1, 2 ORDER BY 1, 2 LIMIT {int(dcfg.max_rows_per_tick)}""",
+            params,
+        )
+        if not len(rows):
+            return dg.SensorResult(skip_reason=dg.SkipReason("no new entity mentions since the last tick"))
+        hits = mon.update([float(v) for v in rows["unproposed"].to_list()])
+        mon.cursor = (str(rows["day"][-1]), str(rows["article_id"][-1]))
+        now = datetime.now(UTC)
+        cooled = mon.last_request is None or now - mon.last_request >= timedelta(hours=dcfg.cooldown_hours)
+        request = bool(hits) and cooled
+        if request:
+            mon.last_request = now
+        mon.save(store)
+        context.log.info(
+            "entity drift: %d articles fed, %d detections, unproposed share now %.3f",
+            len(rows),
+            len(hits),
+            mon.mean,
+        )
+        if not request:
+            why = "in cooldown" if hits else "no drift"
+            return dg.SensorResult(skip_reason=dg.SkipReason(f"{why} after {len(rows)} articles"))
+        return dg.SensorResult(
+            run_requests=[
+                dg.RunRequest(
+                    run_key=f"entity-drift-{mon.n_seen}",
+                    tags={"newsml/trigger": "drift", "newsml/entity_unproposed_share": f"{mon.mean:.3f}"},
+                )
+            ]
+        )
+
+    return entity_drift_sensor

@@ -9,8 +9,10 @@ import json
 import os
 import subprocess
 import sys
+from datetime import date
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
 from newsml_pipeline.core.data.warehouse import Warehouse
@@ -135,6 +137,8 @@ def test_entity_chain_through_the_cli(tmp_path: Path, newsml_home: Path, bbc_row
     assert out.returncode == 0, log
     mentions = wh.read("entity_mentions")
     assert set(mentions["model_version"].to_list()) == {"2"}
+    # every mention is checked against the day's source proposals; most were proposed
+    assert mentions["proposed"].is_not_null().all() and mentions["proposed"].mean() > 0.5
     raw = wh.read("raw_articles")
     texts = {a: f"{t}.\n{x}" for a, t, x in zip(raw["article_id"], raw["title"], raw["text"], strict=True)}
     for r in mentions.head(50).iter_rows(named=True):
@@ -157,3 +161,65 @@ def test_entity_chain_through_the_cli(tmp_path: Path, newsml_home: Path, bbc_row
     assert fresh.returncode == 0, fresh.stderr[-3000:]
     ents = json.loads(fresh.stdout.strip().splitlines()[-1])
     assert ("Paris", "LOC") in {(e["text"], e["label"]) for e in ents}
+
+
+def _mentions(day: str, n_articles: int, p_unproposed: float, seed: int):
+    import numpy as np
+    import polars as pl
+
+    rng = np.random.default_rng(seed)
+    rows = [
+        {
+            "article_id": f"{day}-{i:04d}",
+            "partition_date": date.fromisoformat(day),
+            "model_version": "1",
+            "start": 5 * k,
+            "end": 5 * k + 4,
+            "label": "PER",
+            "text": "Anna",
+            "proposed": bool(rng.random() >= p_unproposed),
+        }
+        for i in range(n_articles)
+        for k in range(4)
+    ]
+    return pl.DataFrame(rows)
+
+
+def test_entity_drift_sensor_requests_one_retrain_on_a_shift(make_settings) -> None:
+    settings = make_settings(entities=ENTITIES, drift={"delta": 0.002, "cooldown_hours": 24})
+    defs = build_definitions(settings)
+    wh = Warehouse(settings.warehouse_path)
+    instance = dg.DagsterInstance.ephemeral()
+    sensor = defs.resolve_sensor_def("entity_drift_sensor")
+
+    def tick():
+        return sensor(dg.build_sensor_context(instance=instance, resources=defs.resources))
+
+    assert "no entity_mentions yet" in tick().skip_reason.skip_message
+    wh.replace_partition(
+        "entity_mentions",
+        _mentions("2026-11-20", 300, 0.1, 0),
+        partition_column="partition_date",
+        partition_key=date(2026, 11, 20),
+    )
+    calm = tick()
+    assert not calm.run_requests and "no drift after 300 articles" in calm.skip_reason.skip_message
+    assert "no new entity mentions" in tick().skip_reason.skip_message  # the cursor moved on
+    wh.replace_partition(
+        "entity_mentions",
+        _mentions("2026-11-21", 300, 0.6, 1),
+        partition_column="partition_date",
+        partition_key=date(2026, 11, 21),
+    )
+    shifted = tick()
+    assert len(shifted.run_requests) == 1
+    assert shifted.run_requests[0].tags["newsml/trigger"] == "drift"
+    assert defs.resolve_sensor_def("entity_drift_sensor").job_name == "entity_retrain_job"
+    wh.replace_partition(
+        "entity_mentions",
+        _mentions("2026-11-22", 300, 0.05, 2),
+        partition_column="partition_date",
+        partition_key=date(2026, 11, 22),
+    )
+    again = tick()  # a shift back within the cooldown asks for nothing more
+    assert not again.run_requests

@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 class LabelledSentence:
     article_id: str
     sentence: int  # index of the sentence in the article
+    start: int  # character offset of the sentence in the article text as labelled
     text: str
     entities: list[CharSpan]  # the label model's spans
     missing: list[tuple[int, int]]  # character ranges of abstained tokens (no training signal)
@@ -54,18 +55,18 @@ def sentence_docs(
     split_sentences: bool = True,
     batch_size: int = 32,
 ):
-    """(article_id, sentence index, sentence Doc) for every non-blank sentence of each text
+    """(article_id, sentence index, its character offset, sentence Doc) for every non-blank sentence
     (`split_sentences` off: each text is one Doc, e.g. gold sentences scored as they are)."""
     pairs = ((t[:max_chars], aid) for aid, t in zip(article_ids, texts, strict=True))
     for doc, aid in nlp.pipe(pairs, as_tuples=True, batch_size=batch_size):  # type: ignore[attr-defined]
         if not split_sentences:
-            yield aid, 0, doc
+            yield aid, 0, 0, doc
             continue
         k = 0
         for sent in doc.sents:
             if not sent.text.strip() or not any(t.is_alpha for t in sent):
                 continue
-            yield aid, k, sent.as_doc()
+            yield aid, k, sent.start_char, sent.as_doc()
             k += 1
 
 
@@ -90,15 +91,15 @@ def autolabel(
     accuracy (label-model confusions; 1.0 each under the majority vote)."""
     nlp = labelling_nlp(nlp, cfg)
     sources = Sources(cfg, nlp)
-    docs: list[tuple[str, int, object]] = []
+    docs: list[tuple[str, int, int, object]] = []
     proposals: list[SourceSpans] = []
-    for aid, k, doc in sentence_docs(
+    for aid, k, start, doc in sentence_docs(
         nlp, article_ids, texts, max_chars=cfg.max_chars, split_sentences=split_sentences
     ):
-        docs.append((aid, k, doc))
+        docs.append((aid, k, start, doc))
         proposals.append(sources(doc))
     labels, accuracies = label_docs(
-        [len(d) for _, _, d in docs],  # type: ignore[arg-type]
+        [len(d) for _, _, _, d in docs],  # type: ignore[arg-type]
         proposals,
         sources=sources.names,
         types=cfg.names,
@@ -106,11 +107,12 @@ def autolabel(
         cfg=cfg.label_model,
     )
     out = []
-    for (aid, k, doc), p, lab in zip(docs, proposals, labels, strict=True):
+    for (aid, k, start, doc), p, lab in zip(docs, proposals, labels, strict=True):
         out.append(
             LabelledSentence(
                 article_id=aid,
                 sentence=k,
+                start=start,
                 text=doc.text,  # type: ignore[attr-defined]
                 entities=to_char_spans(doc, lab.spans),
                 missing=_char_ranges(doc, lab.abstained),

@@ -60,9 +60,12 @@ def test_label_docs_decodes_spans_and_abstains_on_disagreement() -> None:
 def test_autolabel_a_news_sentence_with_the_shipped_config() -> None:
     raw = yaml.safe_load((DEFAULT_CONFIG_PATH.parent / "entities.yaml").read_text())["entities"]
     cfg = EntitiesConfig.model_validate(raw)
-    text = "Reuters reported on Monday that Prime Minister Boris Johnson visited the United States."
+    text = "Markets were calm. Reuters reported on Monday that Prime Minister Boris Johnson visited the United States."
     sents, _ = autolabel(load_pretrained(), cfg, ["a1"], [text])
-    (s,) = sents
+    first, s = sents
+    # each sentence knows where it sits in the article (offsets map back to the article text)
+    assert (first.sentence, s.sentence) == (0, 1)
+    assert all(text[x.start : x.start + len(x.text)] == x.text for x in sents)
     got = {(s.text[e.start : e.end], e.label) for e in s.entities}
     assert ("Reuters", "NEWS_ORG") in got
     assert ("Prime Minister", "POLITICAL_ROLE") in got
