@@ -223,3 +223,35 @@ def test_entity_drift_sensor_requests_one_retrain_on_a_shift(make_settings) -> N
     )
     again = tick()  # a shift back within the cooldown asks for nothing more
     assert not again.run_requests
+
+
+def test_newsml_run_includes_the_entity_jobs(make_settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from newsml_pipeline import runner
+
+    ran: list[tuple[str, str | None]] = []
+
+    class Done:
+        success = True
+        run_id = "r"
+        all_events: list = []
+
+    def fake_execute(self, *, partition_key=None, instance=None, raise_on_error=True):  # noqa: ANN001, ANN202
+        ran.append((self.name, partition_key))
+        return Done()
+
+    monkeypatch.setattr(dg.JobDefinition, "execute_in_process", fake_execute)
+    monkeypatch.setattr(runner, "dagster_instance", lambda: None)
+    assert runner.run_pipeline(
+        day=DAY, retrain=True, settings=make_settings(entities=ENTITIES), out=io.StringIO()
+    )
+    assert ran == [
+        ("ingest_job", DAY),
+        ("retrain_job", None),
+        ("entity_ingest_job", DAY),
+        ("entity_retrain_job", None),
+    ]
+    ran.clear()
+    assert runner.run_pipeline(day=DAY, settings=make_settings(), out=io.StringIO())
+    assert ran == [("ingest_job", DAY)]
