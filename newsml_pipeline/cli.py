@@ -9,6 +9,7 @@ Settings come from NEWSML_HOME / NEWSML_CONFIG (`Settings.from_env()`), like the
                                                     (.jsonl[.gz], .ndjson, .csv, .parquet)
   cat articles.jsonl | newsml predict               same, from stdin (streamed in batches)
   newsml serve [--host 127.0.0.1] [--port 8765]
+  newsml entities [--file texts.jsonl]               JSONL of {id?, text} -> named entities (JSONL)
   newsml label [--host 127.0.0.1] [--port 8766] [--user NAME]   the labelling page
                                                     (off loopback: NEWSML_LABEL_TOKENS=name:token,...)
   newsml rollback [--reason "why"]
@@ -115,6 +116,43 @@ def cmd_predict(args: argparse.Namespace, settings: Settings, out: IO[str]) -> i
     return 0
 
 
+def _entity_service(settings: Settings):  # noqa: ANN202 - EntityService (imported lazily)
+    from newsml_pipeline.core.entities.serving import EntityService
+
+    cfg = settings.config.entities
+    if cfg is None:
+        raise CliError("the config has no `entities:` section (see newsml_pipeline/config/entities.yaml)")
+    return EntityService.from_config(
+        cfg, tracking_uri=settings.mlflow_tracking_uri(), cache_dir=settings.models_dir / "registry_cache"
+    )
+
+
+def cmd_entities(args: argparse.Namespace, settings: Settings, out: IO[str]) -> int:
+    """JSONL {id?, text} on stdin or --file -> one JSONL line of entities per input."""
+    from newsml_pipeline.core.entities.serving import InvalidEntityRecord
+
+    if args.file is not None:
+        records: Iterable[Located] = _file_records(Path(args.file))
+    else:
+        if sys.stdin.isatty():
+            raise CliError("nothing to read: give --file or JSONL of {id?, text} on stdin")
+        records = _stdin_records(sys.stdin)
+    service = _entity_service(settings)
+    done = 0
+    for located in _batches(records, args.batch_size):
+        batch = [rec for _, rec in located]
+        try:
+            answers = service.annotate(batch)
+        except InvalidEntityRecord as e:
+            reason = str(e).split(": ", 1)[1]
+            raise CliError(f"record {done + e.index + 1} ({located[e.index][0]}): {reason}") from None
+        for a in answers:
+            out.write(json.dumps(a, ensure_ascii=False) + "\n")
+        out.flush()
+        done += len(batch)
+    return 0
+
+
 # ---------------------------------------------------------------- serve
 
 
@@ -134,6 +172,12 @@ def cmd_serve(args: argparse.Namespace, settings: Settings, out: IO[str]) -> int
         )
     except PermissionError as e:
         raise CliError(str(e)) from None
+    if settings.config.entities is not None:  # POST /entities beside /classify
+        from newsml_pipeline.core.entities.serving import add_entities_route
+
+        add_entities_route(
+            server.app, _entity_service(settings), token=token, max_body_bytes=cfg.max_body_bytes
+        )
     out.write(
         f"serving model version {predictor.model_version} on {server.url} "
         f"(POST /classify, GET /health, GET /metrics, docs at /docs"
@@ -445,6 +489,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--port", type=int, default=None, help="port (default serving.port; 0 = any free)")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("entities", help="named entities of JSONL {id?, text} (stdin or --file) -> JSONL")
+    p.add_argument("--file", help=".jsonl/.jsonl.gz of {id?, text}, or a text file = one text")
+    p.add_argument("--batch-size", type=int, default=64, help="texts per batch (default 64)")
+    p.set_defaults(func=cmd_entities)
 
     p = sub.add_parser("label", help="labelling page: the review queue one article at a time")
     p.add_argument(

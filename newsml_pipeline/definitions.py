@@ -22,6 +22,12 @@ try:
     from newsml_pipeline.defs.alerts import run_failure_alert_sensor
     from newsml_pipeline.defs.automation import build_drift_sensor, build_jobs, build_schedules
     from newsml_pipeline.defs.deployment import deployed_model
+    from newsml_pipeline.defs.entities import (
+        build_entity_assets,
+        build_entity_drift_sensor,
+        build_entity_jobs,
+        build_entity_schedules,
+    )
     from newsml_pipeline.defs.evaluation import evaluation_assets, evaluation_checks
     from newsml_pipeline.defs.ingestion import build_ingestion_assets
     from newsml_pipeline.defs.labeling import build_labeling_assets
@@ -58,6 +64,9 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or Settings.from_env()
     partitions = daily_partitions(settings.config)
+    # The named-entity task (group `entities`) exists only when the config has an `entities:` section.
+    entity_assets, entity_checks = build_entity_assets(partitions) if settings.config.entities else ([], [])
+    entity_jobs = build_entity_jobs(partitions) if settings.config.entities else []
     assets = [
         *build_ingestion_assets(partitions),
         *build_labeling_assets(partitions),
@@ -66,14 +75,22 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         deployed_model,
         *build_monitoring_assets(partitions),
         *build_review_assets(partitions),
+        *entity_assets,
     ]
     ingest_job, retrain_job, crawl_job = build_jobs(partitions)
     return dg.Definitions(
         assets=assets,
-        asset_checks=[*evaluation_checks],
-        jobs=[ingest_job, retrain_job, crawl_job],
-        schedules=build_schedules(ingest_job, retrain_job, crawl_job, settings.config),
-        sensors=[build_drift_sensor(retrain_job), run_failure_alert_sensor],
+        asset_checks=[*evaluation_checks, *entity_checks],
+        jobs=[ingest_job, retrain_job, crawl_job, *entity_jobs],
+        schedules=[
+            *build_schedules(ingest_job, retrain_job, crawl_job, settings.config),
+            *(build_entity_schedules(entity_jobs) if entity_jobs else []),
+        ],
+        sensors=[
+            build_drift_sensor(retrain_job),
+            run_failure_alert_sensor,
+            *([build_entity_drift_sensor(entity_jobs)] if entity_jobs else []),
+        ],
         resources=build_resources(settings),
         executor=executor_from_env(),  # NEWSML_EXECUTOR: default multiprocess, k8s = a Job per step
     )

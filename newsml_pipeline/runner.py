@@ -61,13 +61,16 @@ def run_pipeline(
     settings: Settings | None = None,
     out: IO[str] | None = None,
 ) -> bool:
-    """Run ingest_job for `day` (UTC today by default), then retrain_job if asked. True = all ok."""
+    """Run ingest_job for `day` (UTC today by default), then retrain_job if asked, then the same
+    for the entity task when the config has an `entities:` section. True = all ok."""
     out = out or sys.stdout
     day = day or datetime.now(UTC).date().isoformat()
     defs = build_definitions(settings)
     instance = dagster_instance()
     ok = True
     jobs = [("ingest_job", day)] + ([("retrain_job", None)] if retrain else [])
+    if (settings or Settings.from_env()).config.entities is not None:  # the entity task rides along
+        jobs += [("entity_ingest_job", day)] + ([("entity_retrain_job", None)] if retrain else [])
     for name, partition in jobs:
         print(f"running {name}" + (f" for partition {partition}" if partition else ""), file=out, flush=True)
         result = defs.resolve_job_def(name).execute_in_process(

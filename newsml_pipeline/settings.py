@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from newsml_pipeline.core.labeling.silver import check_silver_functions  # noqa: E402
+from newsml_pipeline.entity_settings import EntitiesConfig
 
 DEFAULT_CONFIG_PATH = Path(__file__).parent / "config" / "default.yaml"
 DEFAULT_REGISTERED_MODEL = "newsml-topic-classifier"
@@ -519,6 +520,8 @@ class NewsmlConfig(_Strict):
     serving: ServingConfig = ServingConfig()
     review: ReviewConfig = ReviewConfig()
     alerts: AlertsConfig = AlertsConfig()
+    # The named-entity task (entity_settings.py); absent = off.
+    entities: EntitiesConfig | None = None
 
     @model_validator(mode="after")
     def _silver_functions_run(self) -> NewsmlConfig:
