@@ -44,8 +44,9 @@ sys.path.insert(0, str(REPO))
 import dagster as dg  # noqa: E402
 import yaml  # noqa: E402
 
+from newsml_pipeline.instance import write_instance_yaml  # noqa: E402
 from newsml_pipeline.newsroom import NewsSite, Story  # noqa: E402
-from newsml_pipeline.newsroom.driver import LivingSystem, write_instance_yaml  # noqa: E402
+from newsml_pipeline.newsroom.driver import LivingSystem  # noqa: E402
 
 log = logging.getLogger("bench.newsroom")
 

@@ -322,15 +322,3 @@ class LivingSystem:
             t += timedelta(hours=1)
             if t.hour == 0 and on_day is not None:
                 on_day((t - timedelta(days=1)).date())
-
-
-def write_instance_yaml(dagster_home: Any) -> None:
-    """A minimal dagster.yaml for an instance of its own: newsml_pipeline logs in the run logs."""
-    from pathlib import Path
-
-    home = Path(dagster_home)
-    home.mkdir(parents=True, exist_ok=True)
-    (home / "dagster.yaml").write_text(
-        "python_logs:\n  managed_python_loggers: [newsml_pipeline]\n  python_log_level: INFO\n"
-        "telemetry:\n  enabled: false\n"
-    )
