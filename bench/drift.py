@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from corpora import CORPORA, read_jsonl_gz  # noqa: E402
+from provenance import provenance  # noqa: E402
 
 from newsml_pipeline.core.data.warehouse import Warehouse  # noqa: E402
 from newsml_pipeline.core.monitoring.drift import DriftMonitor, DriftStateStore, feed_values  # noqa: E402
@@ -452,7 +453,7 @@ def main() -> None:
     args.out.write_text(
         json.dumps(
             {
-                "command": " ".join(["python", "bench/drift.py", *sys.argv[1:]]),
+                **provenance(),
                 "machine": {"python": platform.python_version(), "platform": platform.platform()},
                 "drift_config": cfg.model_dump(),
                 "synthetic": {"rows": syn, "seconds": round(syn_s, 1)},

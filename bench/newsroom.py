@@ -40,9 +40,9 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-
 import dagster as dg  # noqa: E402
 import yaml  # noqa: E402
+from provenance import provenance  # noqa: E402
 
 from newsml_pipeline.instance import write_instance_yaml  # noqa: E402
 from newsml_pipeline.newsroom import NewsSite, Story  # noqa: E402
@@ -581,7 +581,9 @@ def main(argv: list[str] | None = None) -> int:
     report["home"] = str(home)
     out = args.out or RESULTS / ("newsroom_quick.json" if args.quick else "newsroom.json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2, default=str))
+    # The command that ran, also when main() is called with an argv (the tests do).
+    prov = provenance([str(Path(__file__)), *(sys.argv[1:] if argv is None else argv)])
+    out.write_text(json.dumps({**prov, **report}, indent=2, default=str))
     print_table(report)
     print(
         f"\nresults: {out}; state: {home} (DAGSTER_HOME={home / 'dagster'} dagster dev, mlflow ui --backend-store-uri sqlite:///{home / 'mlflow.db'})"

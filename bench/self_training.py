@@ -33,8 +33,8 @@ import polars as pl
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
-
 from generality import load_corpus  # noqa: E402
+from provenance import provenance  # noqa: E402
 from train import build_frame  # noqa: E402
 
 from newsml_pipeline.core.training.device import available_cores  # noqa: E402
@@ -183,7 +183,7 @@ def write_results(args: argparse.Namespace, results: dict[str, Any], **extra: An
     args.json.write_text(
         json.dumps(
             {
-                "command": " ".join(sys.argv),
+                **provenance(),
                 "machine": {"platform": platform.platform(), "cores": available_cores()},
                 "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
                 **extra,

@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from corpora import BBC_CORPUS, load_bbc  # noqa: E402
+from provenance import provenance  # noqa: E402
 
 from newsml_pipeline.core.labeling.label_issues import find_label_issues  # noqa: E402
 from newsml_pipeline.core.training.device import available_cores  # noqa: E402
@@ -222,7 +223,7 @@ def run_transformer(frame: pl.DataFrame, labels: list[str], *, name: str, cfg, o
 def write_json(args: argparse.Namespace, *, label_source: str, info: dict, rows: list[dict]) -> None:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     payload = {
-        "command": "python bench/train.py " + " ".join(sys.argv[1:]),
+        **provenance(),
         "corpus": str(args.corpus),
         "label_source": label_source,
         "data": info,
