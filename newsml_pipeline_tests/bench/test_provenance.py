@@ -37,7 +37,9 @@ def test_provenance_names_the_command_commit_flags_and_versions(provenance, tmp_
     p = provenance.provenance([str(BENCH / "train.py"), "--seed", "2", "--json", "a b.json"])
     assert KEYS <= set(p)
     assert p["command"] == "python bench/train.py --seed 2 --json 'a b.json'"
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True
+    ).stdout.strip()
     assert p["commit"].removesuffix("-dirty") == head
     assert p["packages"]["torch"] and p["packages"]["transformers"]
     cpuinfo = tmp_path / "cpuinfo"
@@ -45,7 +47,15 @@ def test_provenance_names_the_command_commit_flags_and_versions(provenance, tmp_
         "processor\t: 0\nmodel name\t: Test CPU\n"
         "flags\t\t: fpu sse4_2 avx2 fma avx512f avx512_bf16 avx512_vnni amx_int8 rdrand\n"
     )
-    assert provenance.cpu_flags(cpuinfo) == ["amx_int8", "avx2", "avx512_bf16", "avx512_vnni", "avx512f", "fma", "sse4_2"]
+    assert provenance.cpu_flags(cpuinfo) == [
+        "amx_int8",
+        "avx2",
+        "avx512_bf16",
+        "avx512_vnni",
+        "avx512f",
+        "fma",
+        "sse4_2",
+    ]
     assert provenance.cpu_model(cpuinfo) == "Test CPU"
 
 
@@ -107,7 +117,9 @@ def test_every_benchmark_writes_its_provenance_into_its_results(script: Path) ->
 
 
 def test_the_checker_catches_a_writer_without_provenance() -> None:
-    bad = ast.parse('out = ROOT / "results" / "x.json"\nout.write_text(json.dumps({"command": "python x"}))\n')
+    bad = ast.parse(
+        'out = ROOT / "results" / "x.json"\nout.write_text(json.dumps({"command": "python x"}))\n'
+    )
     good = ast.parse('payload = {**provenance(), "x": 1}\nout.write_text(json.dumps(payload))\n')
     assert not _dumps_with_provenance(bad)
     assert _dumps_with_provenance(good)

@@ -122,7 +122,9 @@ def test_concurrent_requests_all_answer_consistently(base_url: str) -> None:
         assert r["scores"] == results[i % len(texts)]["scores"]
 
 
-def test_the_server_picks_up_a_new_champion_without_a_restart(tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_the_server_picks_up_a_new_champion_without_a_restart(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
     """README: `newsml serve` "picks up a new champion without a restart". Two real versions in a
     registry, the real uvicorn server; only the background reload task may notice the swap (a
     /classify never reloads)."""
