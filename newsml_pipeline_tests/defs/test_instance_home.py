@@ -110,3 +110,14 @@ def test_newsml_run_retrain_refuses_while_a_retrain_runs(
         # Once it has finished, a retrain may start (the check looks at runs in progress only).
         instance.report_run_failed(instance.get_run_by_id(running))
         assert retrains_in_progress(instance) == []
+
+
+def test_the_demo_instance_carries_the_run_queue(tmp_path: Path, no_dagster_home: None) -> None:
+    """`newsml demo` tells users to open `dagster dev` on its instance: retrains queued there from
+    the UI must not overlap either."""
+    from newsml_pipeline.newsroom.demo import dagster_home_for
+
+    dagster_home = dagster_home_for(tmp_path / "demo-home")
+    assert dagster_home == (tmp_path / "demo-home" / "dagster").resolve()
+    written = yaml.safe_load((dagster_home / "dagster.yaml").read_text())
+    assert written["concurrency"] == _repo_dagster_yaml()["concurrency"]
