@@ -45,6 +45,7 @@ from self_training import (  # noqa: E402
     CACHE,
     auto_labelled,
     bench_training_cfg,
+    cache_key,
     cached_train,
     training_frame,
     write_results,
@@ -64,13 +65,17 @@ STRATEGIES = ("review_queue", "random")
 
 def pool_predictions(name: str, args: argparse.Namespace, cfg: NewsmlConfig) -> dict[str, Any]:
     """Everything the simulation needs about the pool, computed once per corpus (cached)."""
-    cache = CACHE / f"{name}_al_pool_{args.epochs}_{args.max_length}_{args.limit}.npz"
+    key = cache_key(
+        str(args.epochs), str(args.max_length), str(args.limit), str(args.limit_train), str(args.train_seed)
+    )
+    cache = CACHE / f"{name}_al_pool_{key}.npz"
     rows, labels_cfg = auto_labelled(name, limit=args.limit)
     labels = labels_cfg.names
     frame, info = training_frame(rows, limit_train=args.limit_train)
     pool_ids = frame.filter(pl.col("split") != "train")["article_id"]
     pool = rows.filter(pl.col("article_id").is_in(pool_ids.implode())).sort("article_id")
     if cache.exists():
+        print(f"reused: {name} pool predictions from {cache} (same options, code and libraries)")
         z = np.load(cache, allow_pickle=False)
         proba, embeddings, baseline = z["proba"], z["embeddings"], z["baseline"].tolist()
     else:
@@ -78,7 +83,7 @@ def pool_predictions(name: str, args: argparse.Namespace, cfg: NewsmlConfig) -> 
         from newsml_pipeline.core.labeling.functions.zero_shot import configured_article_embeddings
 
         tcfg = bench_training_cfg(epochs=args.epochs, max_length=args.max_length, seed=args.train_seed)
-        result = cached_train(frame, args.out_dir / name, tcfg, labels)
+        result, _ = cached_train(frame, args.out_dir / name, tcfg, labels)
         proba = predict_train_rows(
             result.model_dir, pool, labels=labels, max_length=args.max_length, batch_size=32
         )

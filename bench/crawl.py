@@ -29,6 +29,7 @@ import trafilatura
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from provenance import provenance  # noqa: E402
 
 from newsml_pipeline.core.crawl.crawler import PageRequest, crawl_pages  # noqa: E402
 from newsml_pipeline.core.crawl.extract import ExtractorPool, default_workers  # noqa: E402
@@ -204,6 +205,7 @@ def main() -> None:
     out.write_text(
         json.dumps(
             {
+                **provenance(),
                 "cores": cores,
                 "extract_workers": workers,
                 "concurrency": args.concurrency,

@@ -38,11 +38,8 @@ import argparse
 import hashlib
 import json
 import logging
-import os
-import platform
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -56,6 +53,8 @@ import polars as pl
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from provenance import provenance  # noqa: E402
 
 from newsml_pipeline.core.data.warehouse import Warehouse  # noqa: E402
 from newsml_pipeline.core.monitoring.drift import DriftMonitor, DriftStateStore, feed_values  # noqa: E402
@@ -680,9 +679,7 @@ def main() -> None:
     args.out.write_text(
         json.dumps(
             {
-                "command": " ".join(["python", "bench/drift.py", *sys.argv[1:]]),
-                "commit": git_commit(),
-                "machine": machine(),
+                **provenance(),
                 "drift_config": cfg.model_dump(),
                 **results,
             },
@@ -690,34 +687,6 @@ def main() -> None:
         )
     )
     print(f"\nwrote {args.out}")
-
-
-def git_commit() -> str:
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True)
-    dirty = subprocess.run(
-        ["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True, check=True
-    )
-    return head.stdout.strip() + (" (with uncommitted changes)" if dirty.stdout.strip() else "")
-
-
-def machine() -> dict:
-    flags: list[str] = []
-    model = None
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("flags") and not flags:
-                flags = line.split(":", 1)[1].split()
-            if line.startswith("model name") and model is None:
-                model = line.split(":", 1)[1].strip()
-    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "amx_int8")
-    return {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu": model,
-        "cpu_flags": [f for f in wanted if f in flags],
-        "cores": os.cpu_count(),
-    }
 
 
 def run_streams(cfg: DriftConfig, args: argparse.Namespace) -> dict:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -28,6 +27,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
+
+from provenance import commit as provenance_commit  # noqa: E402
+from provenance import provenance  # noqa: E402
 
 from newsml_pipeline.core.entities.autolabel import autolabel  # noqa: E402
 from newsml_pipeline.core.entities.gold import GoldSentence, read_gold  # noqa: E402
@@ -95,32 +97,12 @@ def mean_scores(runs: list[dict[str, Any]], types: list[str]) -> dict[str, Any]:
     }
 
 
-def git_commit() -> str:
-    """HEAD, with `-dirty` when tracked files differ from it."""
-    head = subprocess.run(
-        ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True
-    ).stdout.strip()
-    dirty = subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=ROOT).returncode != 0
-    return head + ("-dirty" if dirty else "")
-
-
-def cpu_flags() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                return " ".join(sorted(f for f in flags if f.startswith(("avx", "amx", "sse4", "fma"))))
-    except OSError:
-        pass
-    return "unknown"
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument(
         "--gold", type=Path, nargs="+", default=[DEFAULT_GOLD], help="IOB2/CoNLL or JSONL gold files"
     )
-    ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "entities.json")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--limit", type=int, default=300, help="articles per corpus (BBC, Reuters) to auto-label")
     ap.add_argument("--epochs", type=int, default=None, help="default: the bench config's training.epochs")
@@ -131,7 +113,7 @@ def main() -> None:
     ap.add_argument("--skip-custom", action="store_true", help="skip the shipped config's agreement run")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    commit = git_commit()  # at start: the code that runs, even if the checkout moves meanwhile
+    commit = provenance_commit()  # at start: the code that runs, even if the checkout moves meanwhile
     cfg = load_entities_cfg(args.config)
     types = cfg.names
     strategy = args.strategy or cfg.training.strategy
@@ -200,9 +182,8 @@ def main() -> None:
         custom = custom_agreement(labeller, ids, texts, split, seed=0, epochs=args.epochs)
 
     payload = {
-        "command": "python bench/entities.py " + " ".join(sys.argv[1:]),
+        **provenance(),
         "commit": commit,
-        "cpu_flags": cpu_flags(),
         "config": str(args.config.relative_to(ROOT))
         if args.config.is_relative_to(ROOT)
         else str(args.config),

@@ -42,6 +42,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from provenance import provenance  # noqa: E402
+
 from newsml_pipeline.core.labeling.pipeline import combine_votes, compute_votes, dependent_groups  # noqa: E402
 from newsml_pipeline.core.labeling.schema import ABSTAIN  # noqa: E402
 from newsml_pipeline.core.training.device import available_cores  # noqa: E402
@@ -323,14 +325,16 @@ def main() -> None:
     if args.quick:
         args.limit, args.seeds, args.epochs = args.limit or 300, 1, 1
     payload: dict[str, Any] = {
-        "command": "python bench/generality.py " + " ".join(sys.argv[1:]),
+        **provenance(),
         "machine": {"cores": available_cores(), "cpu": platform.processor() or platform.machine()},
         "corpora": {},
     }
     previous = json.loads(args.json.read_text()) if args.append and args.json.exists() else {"corpora": {}}
     if args.append:
         payload["corpora"] = previous["corpora"]
-        payload["command"] = previous.get("command", "") + " ; " + payload["command"]
+        # Each invocation's command and commit, in order: the file holds runs of all of them.
+        for key in ("command", "commit"):
+            payload[key] = previous.get(key, "unknown") + " ; " + payload[key]
     for name in [c.strip() for c in args.corpora.split(",") if c.strip()]:
         raw, labels_cfg, sch = load_corpus(name, limit=args.limit)
         log.info("=== %s: %d rows, %d classes", name, raw.height, len(labels_cfg.names))

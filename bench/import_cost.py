@@ -30,6 +30,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+from provenance import provenance  # noqa: E402
+
 MODULE = "newsml_pipeline.definitions"
 TARGET_S = 1.5
 TARGET_MB = 250.0
@@ -41,18 +45,6 @@ _CHILD = (
 
 def git(*args: str) -> str:
     return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
-
-
-def cpu_flags() -> list[str]:
-    """The CPU's vector / matrix extensions (they decide how fast torch runs, not this import)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    flags = next(
-        (line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), []
-    )
-    return sorted(f for f in set(flags) if f == "avx2" or f.startswith(("avx512", "amx")))
 
 
 def _env(src: Path, home: Path) -> dict[str, str]:
@@ -170,16 +162,13 @@ def main() -> None:
     args.out.write_text(
         json.dumps(
             {
-                "command": " ".join(["python", "bench/import_cost.py", *sys.argv[1:]]),
-                "commit": commit,
-                "dirty": dirty,
+                **provenance(),
                 "module": args.module,
                 "target": {"wall_s": TARGET_S, "max_rss_mb": TARGET_MB},
                 "machine": {
                     "python": platform.python_version(),
                     "platform": platform.platform(),
                     "cpus": os.cpu_count(),
-                    "cpu_flags": cpu_flags(),
                     "load_average_1m": {
                         "before": round(load_before[0], 2),
                         "after": round(os.getloadavg()[0], 2),

@@ -23,6 +23,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from provenance import provenance  # noqa: E402
+
 from newsml_pipeline.core.labeling import nlp_cache  # noqa: E402
 from newsml_pipeline.core.labeling.pipeline import combine_votes, label_articles  # noqa: E402
 from newsml_pipeline.core.labeling.schema import ABSTAIN, LabelSchema  # noqa: E402
@@ -191,7 +193,7 @@ def main() -> int:
             )
         print(f"{'default config (table above)':32}{result['articles_per_s']:7.1f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
+    args.out.write_text(json.dumps({**provenance(), **result}, indent=2))
     print(f"wrote {args.out}")
     return 0
 

@@ -28,8 +28,6 @@ import argparse
 import json
 import logging
 import os
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -42,6 +40,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from provenance import provenance  # noqa: E402
+
 from newsml_pipeline.core.labeling.schema import ABSTAIN  # noqa: E402
 from newsml_pipeline.settings import DEFAULT_CONFIG_PATH, LabelsConfig, load_config  # noqa: E402
 
@@ -52,8 +52,16 @@ CORPORA_DEFAULT = "bbc,bbc_short,reuters,news_category"
 # default.yaml says, so the table always shows the default beside the alternatives.
 RECIPES: dict[str, dict[str, Any]] = {
     "shipped": {},
-    "lora_qv": {"full_finetune": False, "learning_rate": 5e-4, "lora": {"target_modules": None, "top_layers": None}},
-    "lora_qv_top3": {"full_finetune": False, "learning_rate": 1e-3, "lora": {"target_modules": None, "top_layers": 3}},
+    "lora_qv": {
+        "full_finetune": False,
+        "learning_rate": 5e-4,
+        "lora": {"target_modules": None, "top_layers": None},
+    },
+    "lora_qv_top3": {
+        "full_finetune": False,
+        "learning_rate": 1e-3,
+        "lora": {"target_modules": None, "top_layers": 3},
+    },
     "lora_all_linear": {
         "full_finetune": False,
         "learning_rate": 5e-4,
@@ -69,54 +77,18 @@ LONG_ONLY = {"full_ft_len256"}  # longer input only where items are long
 SHORT_CORPORA = {"bbc_short", "news_category"}
 
 
-def provenance(argv: list[str]) -> dict[str, Any]:
-    """What made this file: the command, the commit, the CPU flags, the GPU and library versions."""
-    try:
-        if os.environ.get("NEWSML_COMMIT"):  # a copy whose .git is not the code's (a device machine)
-            raise OSError("NEWSML_COMMIT names the commit")
-        commit = subprocess.run(
-            ["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = bool(
-            subprocess.run(
-                ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout.strip()
-        )
-    except (OSError, subprocess.CalledProcessError):
-        commit, dirty = os.environ.get("NEWSML_COMMIT", "unknown"), None
-    flags: list[str] = []
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("flags"):
-                flags = sorted(
-                    f for f in line.split(":", 1)[1].split() if f.startswith(("avx", "amx", "fma", "sse4"))
-                )
-                break
-    gpu = None
+def run_facts() -> dict[str, Any]:
+    """What bench/provenance.py does not say: the GPU, the training libraries, and the code's commit
+    where the copy's .git is not the code's (`NEWSML_COMMIT`, set on a device machine)."""
     import torch
 
-    if torch.cuda.is_available():
-        gpu = torch.cuda.get_device_name(0)
-    versions = {}
-    for mod in ("torch", "transformers", "peft", "sklearn", "polars"):
-        try:
-            versions[mod] = __import__(mod).__version__
-        except ImportError:
-            versions[mod] = None
-    return {
-        "command": "python bench/learners.py " + " ".join(argv),
-        "commit": commit,
-        "dirty": dirty,
-        "cpu": platform.processor() or platform.machine(),
-        "cpu_flags": flags,
-        "cores": os.cpu_count(),
-        "gpu": gpu,
-        "versions": versions,
+    facts: dict[str, Any] = {"gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    facts["versions"] = {
+        m: getattr(__import__(m), "__version__", None) for m in ("torch", "transformers", "peft")
     }
+    if os.environ.get("NEWSML_COMMIT"):
+        facts["commit"] = os.environ["NEWSML_COMMIT"]
+    return facts
 
 
 # ---------------------------------------------------------------- stage 1: labels and frames
@@ -199,7 +171,9 @@ def run_zero_shot(frame: pl.DataFrame, labels_cfg: LabelsConfig) -> dict[str, An
     t0 = time.perf_counter()
     pred = zero_shot_predictions(test, labels_cfg=labels_cfg)
     return {
-        "test_macro_f1": score_predictions(test["label"].to_list(), pred.labels, labels=labels_cfg.names).macro_f1,
+        "test_macro_f1": score_predictions(
+            test["label"].to_list(), pred.labels, labels=labels_cfg.names
+        ).macro_f1,
         "train_seconds": 0.0,
         "predict_seconds": round(time.perf_counter() - t0, 2),
     }
@@ -223,7 +197,9 @@ def run_embedding_logreg(frame: pl.DataFrame, labels_cfg: LabelsConfig) -> dict[
     best = None
     for c in (0.3, 1.0, 3.0, 10.0, 30.0, 100.0):
         clf = LogisticRegression(C=c, max_iter=3000, class_weight="balanced").fit(*parts["train"])
-        f1 = classification_metrics(clf.decision_function(parts["val"][0]), parts["val"][1], names)["macro_f1"]
+        f1 = classification_metrics(clf.decision_function(parts["val"][0]), parts["val"][1], names)[
+            "macro_f1"
+        ]
         if best is None or f1 > best[0]:
             best = (f1, c, clf)
     _, c, clf = best
@@ -287,7 +263,9 @@ def run_setfit(
 
     def part(split: str) -> tuple[list[str], list[int]]:
         sub = frame.filter(pl.col("split") == split).sort("article_id")
-        texts = [format_input(t, x) for t, x in zip(sub["title"].to_list(), sub["text"].to_list(), strict=True)]
+        texts = [
+            format_input(t, x) for t, x in zip(sub["title"].to_list(), sub["text"].to_list(), strict=True)
+        ]
         return texts, [names.index(v) for v in sub["label"].to_list()]
 
     (xtr, ytr), (xte, yte) = part("train"), part("test")
@@ -314,25 +292,35 @@ def run_setfit(
 class Results:
     """The results file, rewritten after every row so an interrupted run keeps what finished."""
 
-    def __init__(self, path: Path, prov: dict[str, Any], *, append: bool) -> None:
+    def __init__(self, path: Path, *, append: bool) -> None:
         self.path = path
         old = json.loads(path.read_text()) if append and path.exists() else {}
-        self.payload: dict[str, Any] = {"provenance": [*old.get("provenance", []), prov]}
-        self.payload["corpora"] = old.get("corpora", {})
+        # an --append run keeps the earlier runs' provenance beside its own
+        self.earlier = [
+            *old.get("earlier_runs", []),
+            *([{k: old.get(k) for k in ("command", "commit")}] if old else []),
+        ]
+        self.corpora: dict[str, Any] = old.get("corpora", {})
+        self.facts = run_facts()
 
     def corpus(self, name: str, info: dict[str, Any]) -> dict[str, Any]:
-        sec = self.payload["corpora"].setdefault(name, {"rows": []})
+        sec = self.corpora.setdefault(name, {"rows": []})
         sec["labelling"] = {k: info[k] for k in ("rows", "auto_labels", "label_seconds", "data")}
         return sec
 
     def add(self, name: str, row: dict[str, Any]) -> None:
-        self.payload["corpora"][name]["rows"].append(row)
+        self.corpora[name]["rows"].append(row)
         self.write()
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return summarize(self.corpora)
 
     def write(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.payload["summary"] = summarize(self.payload["corpora"])
-        self.path.write_text(json.dumps(self.payload, indent=2, default=str))
+        payload = {**provenance(), **self.facts, "earlier_runs": self.earlier}
+        payload |= {"corpora": self.corpora, "summary": self.summary}
+        self.path.write_text(json.dumps(payload, indent=2, default=str))
 
 
 def summarize(corpora: dict[str, Any]) -> dict[str, Any]:
@@ -393,7 +381,9 @@ def stage_models(
                     **{k: tf[k] for k in ("test_macro_f1", "test_accuracy", "C", "train_seconds")},
                 },
             )
-            results.add(name, {"model": "embedding_logreg", "seed": None, **run_embedding_logreg(frame, labels_cfg)})
+            results.add(
+                name, {"model": "embedding_logreg", "seed": None, **run_embedding_logreg(frame, labels_cfg)}
+            )
     for seed in seeds:
         for name in corpora:
             frame, info, _ = data[name]
@@ -418,18 +408,22 @@ def stage_models(
                     )
                 results.add(name, {"model": recipe, "seed": seed, **row})
     for name in corpora:
-        print_table(name, results.payload["summary"][name])
+        print_table(name, results.summary[name])
 
 
 def print_table(name: str, summary: dict[str, Any]) -> None:
-    best_peer = max(summary[p]["mean"] for p in ("tfidf_logreg", "embedding_logreg") if p in summary) if any(
-        p in summary for p in ("tfidf_logreg", "embedding_logreg")
-    ) else None
+    best_peer = (
+        max(summary[p]["mean"] for p in ("tfidf_logreg", "embedding_logreg") if p in summary)
+        if any(p in summary for p in ("tfidf_logreg", "embedding_logreg"))
+        else None
+    )
     print(f"\n== {name}: test macro-F1 on gold rows ==")
     print(f"{'model':<20}{'mean':>8}{'std':>8}{'n':>4}{'vs best peer':>14}{'train s':>9}  device")
     for m, s in summary.items():
         gap = "" if best_peer is None else f"{s['mean'] - best_peer:+.3f}"
-        print(f"{m:<20}{s['mean']:8.4f}{s['std']:8.4f}{s['n']:4d}{gap:>14}{s['train_seconds']:9.1f}  {s['device'] or ''}")
+        print(
+            f"{m:<20}{s['mean']:8.4f}{s['std']:8.4f}{s['n']:4d}{gap:>14}{s['train_seconds']:9.1f}  {s['device'] or ''}"
+        )
     sys.stdout.flush()
 
 
@@ -461,7 +455,7 @@ def main() -> None:
     if args.stage in ("labels", "all"):
         stage_labels(corpora, args.frames, limit=args.limit)
     if args.stage in ("models", "all"):
-        results = Results(args.json, provenance(sys.argv[1:]), append=args.append)
+        results = Results(args.json, append=args.append)
         stage_models(
             corpora,
             args.frames,

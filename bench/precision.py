@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from learners import provenance  # noqa: E402
+from learners import run_facts  # noqa: E402
+from provenance import provenance  # noqa: E402
 
 from newsml_pipeline.core.training.device import has_native_bf16  # noqa: E402
 from newsml_pipeline.settings import DEFAULT_CONFIG_PATH, load_config  # noqa: E402
@@ -60,7 +61,11 @@ def main() -> None:
         for p in precisions:
             with tempfile.TemporaryDirectory() as tmp:
                 r = train_classifier(
-                    data, labels=names, training_cfg=base.model_copy(update={"precision": p}), output_dir=tmp, resume=False
+                    data,
+                    labels=names,
+                    training_cfg=base.model_copy(update={"precision": p}),
+                    output_dir=tmp,
+                    resume=False,
                 )
             rates[p].append(r.samples_per_s)
             print(f"rep {rep} {p}: {r.samples_per_s:.1f} samples/s", flush=True)
@@ -69,9 +74,10 @@ def main() -> None:
     for p, v in rows.items():
         print(f"{p:<10}{v['samples_per_s_median']:12.2f}")
     if "bf16" in rows:
-        print(f"bf16 / fp32 speed: {rows['bf16']['samples_per_s_median'] / rows['fp32']['samples_per_s_median']:.2f}x")
-    payload = {"provenance": provenance(sys.argv[1:]), "native_bf16": has_native_bf16("cpu"), "rows": rows}
-    payload["provenance"]["command"] = "python bench/precision.py " + " ".join(sys.argv[1:])
+        print(
+            f"bf16 / fp32 speed: {rows['bf16']['samples_per_s_median'] / rows['fp32']['samples_per_s_median']:.2f}x"
+        )
+    payload = {**provenance(), **run_facts(), "native_bf16": has_native_bf16("cpu"), "rows": rows}
     args.json.write_text(json.dumps(payload, indent=2))
     print(f"wrote {args.json}")
 

@@ -33,8 +33,8 @@ import polars as pl
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
-
 from generality import load_corpus  # noqa: E402
+from provenance import provenance  # noqa: E402
 from train import build_frame  # noqa: E402
 
 from newsml_pipeline.core.training.device import available_cores  # noqa: E402
@@ -44,6 +44,27 @@ from newsml_pipeline.settings import DEFAULT_CONFIG_PATH, LabelsConfig, Training
 
 log = logging.getLogger("bench.self_training")
 CACHE = Path("/tmp/newsml_bench_self_training")
+# What a cached model or auto-label set depends on beyond its data and config: the code that made
+# it and the libraries it ran on. A change to either makes the cache miss.
+CODE_DIRS = (ROOT / "newsml_pipeline" / "core" / "training", ROOT / "newsml_pipeline" / "core" / "labeling")
+LIBRARIES = ("torch", "transformers", "peft", "scikit-learn")
+
+
+def code_and_libraries() -> dict[str, Any]:
+    """sha256 of every source file under CODE_DIRS (path + content) and the LIBRARIES' versions."""
+    from importlib import metadata
+
+    h = hashlib.sha256()
+    for d in CODE_DIRS:
+        for f in sorted(d.rglob("*.py")):
+            h.update(str(f.relative_to(ROOT)).encode() + b"\x1f" + f.read_bytes() + b"\x1e")
+    return {"code": h.hexdigest()[:16], "libraries": {n: metadata.version(n) for n in LIBRARIES}}
+
+
+def cache_key(*parts: str) -> str:
+    """16 hex chars over `parts` and code_and_libraries()."""
+    payload = json.dumps({"parts": parts, **code_and_libraries()}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
 def auto_labelled(
@@ -54,13 +75,12 @@ def auto_labelled(
     from newsml_pipeline.core.labeling.pipeline import label_articles
 
     raw, labels_cfg, _ = load_corpus(name, limit=limit)
-    key = hashlib.sha256(
-        (
-            json.dumps(labels_cfg.model_dump(mode="json"), sort_keys=True) + ",".join(raw["article_id"])
-        ).encode()
-    ).hexdigest()[:16]
+    key = cache_key(
+        json.dumps(labels_cfg.model_dump(mode="json"), sort_keys=True), ",".join(raw["article_id"])
+    )
     cache = cache_dir / f"{name}_labeled_{key}.parquet"
     if cache.exists():
+        print(f"reused: {name} auto-labels from {cache} (same rows, schema, code and libraries)")
         labeled = pl.read_parquet(cache)
     else:
         t0 = time.perf_counter()
@@ -104,24 +124,28 @@ def bench_training_cfg(*, epochs: int, max_length: int, seed: int, **self_traini
     )
 
 
-def cached_train(frame: pl.DataFrame, out: Path, cfg: TrainingConfig, labels: list[str]) -> TrainResult:
-    """train_classifier on `frame` (gold_label dropped), or the result of an earlier identical run."""
+def cached_train(
+    frame: pl.DataFrame, out: Path, cfg: TrainingConfig, labels: list[str]
+) -> tuple[TrainResult, bool]:
+    """train_classifier on `frame` (gold_label dropped), or the result of an earlier run with the
+    same data, config, code (core/training, core/labeling) and libraries; True when reused."""
     from newsml_pipeline.core.training.fine_tune import training_fingerprint
 
     train = frame.drop("gold_label")
     plain = cfg.model_copy(update={"self_training": cfg.self_training.model_copy(update={"rounds": 0})})
-    fp = training_fingerprint(train, labels, plain)
+    fp = cache_key(training_fingerprint(train, labels, plain))
     stamp = out / "bench_done.json"
     if stamp.exists() and json.loads(stamp.read_text())["fingerprint"] == fp:
         d = json.loads(stamp.read_text())["result"]
         d["model_dir"], d["adapter_dir"] = Path(d["model_dir"]), None
-        log.info("reusing the trained model in %s", out)
-        return TrainResult(**d)
+        print(f"reused: the model trained earlier in {out} (same data, config, code and libraries)")
+        return TrainResult(**d), True
     result = train_classifier(train, labels=labels, training_cfg=plain, output_dir=out, resume=False)
     summary = result.summary()
     summary["metrics"] = result.metrics | {"history": result.metrics.get("history", [])}
-    stamp.write_text(json.dumps({"fingerprint": fp, "result": summary}))
-    return result
+    out.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(json.dumps({"fingerprint": fp, **code_and_libraries(), "result": summary}))
+    return result, False
 
 
 def run_corpus(name: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -138,18 +162,22 @@ def run_corpus(name: str, args: argparse.Namespace) -> dict[str, Any]:
     )
     gold = dict(zip(frame["article_id"], frame["gold_label"], strict=True))
     train_label_acc: list[float] = []
+    reused: list[bool] = []
 
     def train(f: pl.DataFrame, out: Path, run_logger: Any) -> TrainResult:
         t = f.filter(pl.col("split") == "train")
         train_label_acc.append(
             float(np.mean([gold[a] == lab for a, lab in t.select("article_id", "label").iter_rows()]))
         )
-        return cached_train(f, out, cfg, labels)
+        result, was_reused = cached_train(f, out, cfg, labels)
+        reused.append(was_reused)
+        return result
 
     t0 = time.perf_counter()
     st = self_train(frame, labels=labels, training_cfg=cfg, output_dir=args.out_dir / name, train_fn=train)
     rounds = [
-        r | {"train_label_accuracy": round(acc, 4)} for r, acc in zip(st.rows(), train_label_acc, strict=True)
+        r | {"train_label_accuracy": round(acc, 4), "reused": was_reused}
+        for r, acc, was_reused in zip(st.rows(), train_label_acc, reused, strict=True)
     ]
     return {
         "data": info,
@@ -166,12 +194,15 @@ def print_table(results: dict[str, Any]) -> None:
     print("-" * len(head))
     for name, res in results.items():
         for r in res["rounds"]:
-            mark = " *" if r["selected"] else ""
+            mark = (" *" if r["selected"] else "") + (" (reused)" if r.get("reused") else "")
             print(
                 f"{name:<9} {r['round']:>5} {r['relabelled']:>10} {r['changes']:>7} {r['train_label_accuracy']:>15.4f} "
                 f"{r['val_macro_f1']:>7.4f} {r['test_macro_f1']:>14.4f}{mark}"
             )
     print("round 0 = the candidate without self-training; * = the round the pipeline would keep (best val)")
+    print(
+        "(reused) = the model and its metrics come from an earlier run with the same data, config, code and libraries"
+    )
 
 
 def write_results(args: argparse.Namespace, results: dict[str, Any], **extra: Any) -> None:
@@ -183,7 +214,7 @@ def write_results(args: argparse.Namespace, results: dict[str, Any], **extra: An
     args.json.write_text(
         json.dumps(
             {
-                "command": " ".join(sys.argv),
+                **provenance(),
                 "machine": {"platform": platform.platform(), "cores": available_cores()},
                 "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
                 **extra,

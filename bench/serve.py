@@ -39,6 +39,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from provenance import provenance  # noqa: E402
+
 from newsml_pipeline.settings import LabelsConfig, ServingConfig, load_config  # noqa: E402
 from testkit.corpora import CORPORA, read_jsonl_gz  # noqa: E402
 
@@ -496,7 +498,7 @@ def main() -> int:
     args.out.write_text(
         json.dumps(
             {
-                "command": " ".join(["python", "bench/serve.py", *sys.argv[1:]]),
+                **provenance(),
                 "model": model_desc,
                 "max_length": args.max_length,
                 "batch_size": args.batch_size,

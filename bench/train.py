@@ -32,6 +32,8 @@ import polars as pl
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from provenance import provenance  # noqa: E402
+
 from newsml_pipeline.core.labeling.label_issues import find_label_issues  # noqa: E402
 from newsml_pipeline.core.training.device import available_cores  # noqa: E402
 from newsml_pipeline.core.training.fine_tune import classification_metrics, train_classifier  # noqa: E402
@@ -221,7 +223,7 @@ def run_transformer(frame: pl.DataFrame, labels: list[str], *, name: str, cfg, o
 def write_json(args: argparse.Namespace, *, label_source: str, info: dict, rows: list[dict]) -> None:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     payload = {
-        "command": "python bench/train.py " + " ".join(sys.argv[1:]),
+        **provenance(),
         "corpus": str(args.corpus),
         "label_source": label_source,
         "data": info,

@@ -38,6 +38,7 @@ import polars as pl
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from provenance import provenance  # noqa: E402
 
 from newsml_pipeline.core.data.article_store import ArticleStore  # noqa: E402
 from newsml_pipeline.core.data.articles import content_hash  # noqa: E402
@@ -260,7 +261,7 @@ def main() -> None:
     args.out.write_text(
         json.dumps(
             {
-                "command": "python bench/warehouse.py " + " ".join(sys.argv[1:]),
+                **provenance(),
                 "sizes": args.sizes,
                 "repeat": args.repeat,
                 "machine": {"platform": platform.platform(), "python": platform.python_version()},

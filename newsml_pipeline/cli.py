@@ -347,14 +347,17 @@ def cmd_bench(args: argparse.Namespace, settings: Settings, out: IO[str]) -> int
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings, out: IO[str]) -> int:
-    from newsml_pipeline.runner import run_pipeline
+    from newsml_pipeline.runner import RetrainInProgress, run_pipeline
 
     if args.date is not None:
         try:
             datetime.strptime(args.date, "%Y-%m-%d")
         except ValueError:
             raise CliError(f"--date {args.date!r}: expected YYYY-MM-DD") from None
-    ok = run_pipeline(day=args.date, retrain=args.retrain, settings=settings, out=out)
+    try:
+        ok = run_pipeline(day=args.date, retrain=args.retrain, settings=settings, out=out)
+    except RetrainInProgress as e:
+        raise CliError(str(e)) from None
     return 0 if ok else EXIT_FAILED
 
 

@@ -1,33 +1,28 @@
 """`newsml run`: execute the pipeline's jobs once from a shell, recorded in the Dagster instance.
 
-The runs go into the instance named by DAGSTER_HOME (the repo's dagster.yaml by default when it
-is in the working directory), so they appear in `dagster dev` exactly like scheduled runs.
+The runs go into the instance of `newsml_pipeline.instance` (DAGSTER_HOME, else the repo's
+dagster.yaml when it is in the working directory, else `$NEWSML_HOME/dagster`), so they appear in
+`dagster dev` exactly like scheduled runs. `--retrain` runs in this process, past the instance's
+run queue, so it refuses to start while a retrain_job run is queued or running there.
 """
 
 import logging
 import os
 import sys
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import IO
 
 import dagster as dg
 
 from newsml_pipeline.definitions import build_definitions
+from newsml_pipeline.instance import open_instance, retrains_in_progress
 from newsml_pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-def dagster_instance() -> dg.DagsterInstance:
-    """The persistent instance (DAGSTER_HOME, defaulting to ./ when ./dagster.yaml exists)."""
-    if not os.environ.get("DAGSTER_HOME") and Path("dagster.yaml").is_file():
-        os.environ["DAGSTER_HOME"] = str(Path.cwd().resolve())
-    if os.environ.get("DAGSTER_HOME"):
-        Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
-        return dg.DagsterInstance.get()
-    log.warning("DAGSTER_HOME is not set and ./dagster.yaml is absent: using a temporary instance")
-    return dg.DagsterInstance.ephemeral()
+class RetrainInProgress(RuntimeError):
+    """`newsml run --retrain` found another retrain_job run queued or running in the instance."""
 
 
 def _summarise(result: dg.ExecuteInProcessResult) -> list[str]:
@@ -65,8 +60,17 @@ def run_pipeline(
     for the entity task when the config has an `entities:` section. True = all ok."""
     out = out or sys.stdout
     day = day or datetime.now(UTC).date().isoformat()
+    settings = settings or Settings.from_env()
+    instance = open_instance(settings.home)
+    if retrain:
+        busy = retrains_in_progress(instance)
+        if busy:
+            raise RetrainInProgress(
+                f"a retrain_job run is already queued or running in the Dagster instance at "
+                f"{os.environ['DAGSTER_HOME']} (run {', '.join(busy)}); retrains never overlap: wait "
+                "for it to finish (see `dagster dev`) and run `newsml run --retrain` again"
+            )
     defs = build_definitions(settings)
-    instance = dagster_instance()
     ok = True
     jobs = [("ingest_job", day)] + ([("retrain_job", None)] if retrain else [])
     if (settings or Settings.from_env()).config.entities is not None:  # the entity task rides along

@@ -345,8 +345,10 @@ class SelfTrainingConfig(_Strict):
 class TrainingConfig(_Strict):
     base_model: str | None = None  # null = packaged all-MiniLM-L6-v2
     # 128 tokens (title + lead) carry a news topic: on BBC the LoRA candidate scored as well at
-    # 128 as at 256 (0.957 mean test macro-F1 over 4 seeds vs 0.955), trains 3-4x faster and
-    # serves 117 vs 51 articles/s. At 256 on 2 CPU cores, lora.top_layers: 3 keeps an epoch < 3 min.
+    # 128 as at 256 (test macro-F1 0.963, all layers, vs 0.955 with lora.top_layers: 3; one seed
+    # each: bench/results/train_label_issues_len128.json, train_label_issues_len256_top3.json)
+    # and trained 3x faster (53 vs 174 s/epoch there). At 256 on 2 CPU cores, lora.top_layers: 3
+    # keeps an epoch < 3 min.
     max_length: int = Field(default=128, ge=8)
     # 5 epochs, stopping after 2 without a val gain: at 3 epochs / patience 1 the best val epoch was
     # the last one in every Reuters run of bench/generality.py (3 of 3) and one BBC run stopped

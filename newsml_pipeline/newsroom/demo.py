@@ -437,17 +437,10 @@ def prepare_home(home: Path) -> str | None:
 
 
 def dagster_home_for(home: Path) -> Path:
-    """The instance `newsml run` uses (DAGSTER_HOME, else ./dagster.yaml's folder), else one in the home."""
-    from newsml_pipeline.newsroom.driver import write_instance_yaml
+    """The instance `newsml run` uses (newsml_pipeline.instance: DAGSTER_HOME, ./dagster.yaml, home/dagster)."""
+    from newsml_pipeline.instance import resolve_dagster_home
 
-    if os.environ.get("DAGSTER_HOME"):
-        return Path(os.environ["DAGSTER_HOME"]).resolve()
-    if Path("dagster.yaml").is_file():
-        return Path.cwd().resolve()
-    dagster_home = home / "dagster"
-    if not (dagster_home / "dagster.yaml").exists():
-        write_instance_yaml(dagster_home)
-    return dagster_home
+    return resolve_dagster_home(home)
 
 
 def demo_run_tags(home: Path) -> dict[str, str]:

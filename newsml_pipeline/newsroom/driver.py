@@ -92,6 +92,8 @@ class Tally:
     drift_events: list[dict[str, Any]] = field(default_factory=list)
     run_seconds: collections.Counter = field(default_factory=collections.Counter)
     retrains: list[RetrainOutcome] = field(default_factory=list)
+    # Weekly ticks that requested no retrain, with the schedule's reason ({"sim_time", "reason"}).
+    retrain_skips: list[dict[str, str | None]] = field(default_factory=list)
 
 
 def _float(meta: dict[str, Any], key: str) -> float | None:
@@ -250,7 +252,10 @@ class LivingSystem:
 
     def weekly_tick(self, t: datetime) -> list[RetrainOutcome]:
         out = []
-        for req in self._weekly.evaluate_tick(self._schedule_context(t)).run_requests or []:
+        tick = self._weekly.evaluate_tick(self._schedule_context(t))
+        if not tick.run_requests:
+            self.tally.retrain_skips.append({"sim_time": t.isoformat(), "reason": tick.skip_message})
+        for req in tick.run_requests or []:
             self.tally.retrains_requested["schedule"] += 1
             self.run("retrain_job", as_of=t, tags=dict(req.tags or {}), trigger="schedule")
             out.append(self.tally.retrains[-1])
@@ -322,15 +327,3 @@ class LivingSystem:
             t += timedelta(hours=1)
             if t.hour == 0 and on_day is not None:
                 on_day((t - timedelta(days=1)).date())
-
-
-def write_instance_yaml(dagster_home: Any) -> None:
-    """A minimal dagster.yaml for an instance of its own: newsml_pipeline logs in the run logs."""
-    from pathlib import Path
-
-    home = Path(dagster_home)
-    home.mkdir(parents=True, exist_ok=True)
-    (home / "dagster.yaml").write_text(
-        "python_logs:\n  managed_python_loggers: [newsml_pipeline]\n  python_log_level: INFO\n"
-        "telemetry:\n  enabled: false\n"
-    )

@@ -1,8 +1,10 @@
 """bench/newsroom.py --quick, the CI-sized run of the simulated newsroom, meets its targets.
 
-Three simulated days of feeds that roll, crawled, ingested, retrained and backfilled through a
-persistent instance with the multiprocess executor: every published article stored once, none
-lost by backfilling every day again.
+Three simulated days of feeds that roll (Saturday to Monday), crawled, ingested, retrained at the
+Monday 03:00 weekly tick and backfilled through a persistent instance with the multiprocess
+executor: every published article stored once, none lost by backfilling every day again, and the
+weekly retrain reaches a verdict (or the schedule skips it with a reason), with one MLflow
+training run and one evaluation run per retrain that ran.
 """
 
 from __future__ import annotations
@@ -42,5 +44,17 @@ def test_quick_newsroom_stores_every_article_once_and_a_backfill_loses_none(tmp_
     assert r["duplicate_ids"] == 0
     assert r["rows_lost_after_backfill"] == 0 and r["rows_after_backfill"] >= r["rows_before_backfill"]
     assert r["failed_runs"].get("crawl_job", 0) == 0 and r["failed_runs"].get("ingest_job", 0) == 0
-    assert r["mlflow_runs_per_training"] in ([], [1]) and r["mlflow_runs_per_evaluation"] in ([], [1])
+    # The Monday 03:00 weekly tick fell inside the run: it either ran a retrain that reached a
+    # verdict or was skipped by the schedule with a reason.
+    weekly = [o for o in r["retrains"] if o["trigger"] == "schedule"]
+    assert weekly or any(s["reason"] for s in r["retrain_skips"]), (r["retrains"], r["retrain_skips"])
+    for o in r["retrains"]:  # every retrain that ran (weekly or drift) got to a verdict ...
+        assert o["verdict"] in ("deployed", "blocked"), o
+        assert o["trained"], o
+        # ... with exactly one MLflow training run and one evaluation run of its own
+        assert o["mlflow_training_runs"] == 1 and o["mlflow_evaluation_runs"] == 1, o
+    assert r["mlflow_training_runs"] == r["mlflow_evaluation_runs"] == len(r["retrains"])
+    assert r["retrains_deployed"] + r["retrains_blocked"] == r["retrains_run"] == len(r["retrains"])
+    # written by the command stored in it (bench/provenance.py)
+    assert r["command"].startswith("python bench/newsroom.py --quick") and r["commit"] and "cpu_flags" in r
     assert "articles stored" in done.stdout  # the table was printed

@@ -160,3 +160,48 @@ def test_raw_articles_from_a_loopback_feed_fills_the_table_and_reruns_change_not
         rows.select("article_id", "content_hash", "title")
     )
     assert again["article_id"].n_unique() == len(again)
+
+
+def test_a_rewrite_that_would_drop_a_stored_row_fails_the_run_and_keeps_every_row(
+    make_settings, dated_inbox: Path
+) -> None:
+    """README: "A write that would drop a stored row is refused", through raw_articles itself.
+
+    After a day is written, its article "d" disappears from the article store and from the source
+    (a store restored from an older copy, an inbox file replaced): re-materializing the day would
+    rewrite raw_articles without "d". The run fails naming the lost article and the day, and the
+    day's rows are all still there."""
+    settings = make_settings(sources=[{"name": "inbox", "kind": "local", "path": str(dated_inbox)}])
+    assert _materialize(settings, "2026-11-21").success
+    wh = Warehouse(settings.warehouse_target)
+    before = wh.read("raw_articles").sort("article_id")
+    assert len(before) == 2
+    lost = before.filter(pl.col("title") == "New phone")["article_id"].item()
+
+    rows = [json.loads(line) for line in gzip.open(dated_inbox / "part1.jsonl.gz", "rt")]
+    _write_jsonl_gz(dated_inbox / "part1.jsonl.gz", [r for r in rows if r["id"] != "d"])
+    with wh.transaction(lock=("crawled_articles",)) as s:
+        s.execute("DELETE FROM crawled_articles WHERE article_id = ?", [lost])
+
+    defs = build_definitions(settings)
+    job = defs.resolve_implicit_global_asset_job_def().get_subset(
+        asset_selection={dg.AssetKey("raw_articles")}
+    )
+    result = job.execute_in_process(
+        partition_key="2026-11-21", instance=dg.DagsterInstance.ephemeral(), raise_on_error=False
+    )
+    assert not result.success
+    errors = [
+        # the StoreError, as the UI shows it (the step error and its cause)
+        e.event_specific_data.error.to_string()
+        for e in result.all_events
+        if e.event_type_value == "STEP_FAILURE"
+    ]
+    assert len(errors) == 1
+    assert (
+        "raw_articles partition 2026-11-21: refusing to write: 1 stored article(s) would be removed"
+        in errors[0]
+    )
+    assert lost in errors[0]
+    after = wh.read("raw_articles").sort("article_id")
+    assert after.select("article_id", "content_hash").equals(before.select("article_id", "content_hash"))

@@ -23,10 +23,12 @@ def register_tiny_version(
     experiment: str = "serving-tests",
     with_onnx: bool = False,
     tags: dict[str, str] | None = None,
+    model_dir: Path | None = None,
 ) -> str:
     """Log a tiny model dir as run artifacts (`model/model/...`) and register it; returns the version.
 
-    with_onnx: export the ONNX files into it first, as registration does."""
+    with_onnx: export the ONNX files into it first, as registration does. model_dir: register
+    this classifier directory instead of a fresh random one."""
     uri = tracking_uri_for(root)
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     exp = client.get_experiment_by_name(experiment)
@@ -35,7 +37,7 @@ def register_tiny_version(
         if exp
         else client.create_experiment(experiment, artifact_location=str(root / "artifacts"))
     )
-    model_dir = make_tiny_classifier_dir(root / f"src-{seed}", labels, seed=seed)
+    model_dir = model_dir or make_tiny_classifier_dir(root / f"src-{seed}", labels, seed=seed)
     if with_onnx:
         from newsml_pipeline.core.serving.onnx_model import export_onnx
 

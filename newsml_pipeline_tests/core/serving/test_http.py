@@ -120,3 +120,48 @@ def test_concurrent_requests_all_answer_consistently(base_url: str) -> None:
     assert len(results) == 48
     for i, r in enumerate(results):
         assert r["scores"] == results[i % len(texts)]["scores"]
+
+
+def test_the_server_picks_up_a_new_champion_without_a_restart(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """README: `newsml serve` "picks up a new champion without a restart". Two real versions in a
+    registry, the real uvicorn server; only the background reload task may notice the swap (a
+    /classify never reloads)."""
+    import time
+
+    from newsml_pipeline_tests.core.serving.registry_helpers import register_tiny_version, tracking_uri_for
+
+    root = tmp_path_factory.mktemp("swap")
+    name = "swap-news"
+    v1 = register_tiny_version(root, name, LABELS, seed=11)
+    v2 = register_tiny_version(root, name, LABELS, seed=12)
+    uri = tracking_uri_for(root)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    set_champion(client, name, v1, reason="first")
+    resolver = ChampionResolver(tracking_uri=uri, registered_model=name, cache_dir=root / "cache")
+    predictor = Predictor(
+        resolver=resolver,
+        labels_cfg=LABELS_CFG,
+        serving_cfg=serving_cfg(reload_interval_s=0.5),
+        fallback=FixedFallback,
+    )
+    server = make_server(predictor, host="127.0.0.1", port=0)
+    start_in_thread(server)
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            body = {"title": "Cup final", "text": "The team won the cup final."}
+            assert http.post("/classify", json=body).json()["model_version"] == v1
+            set_champion(client, name, v2, reason="swap")  # what deployed_model does
+            deadline, seen = time.monotonic() + 30, []
+            while time.monotonic() < deadline:
+                seen.append(http.post("/classify", json=body).json()["model_version"])
+                if seen[-1] == v2:
+                    break
+                time.sleep(0.2)
+            assert seen[-1] == v2, f"still serving {seen[-1]} 30 s after the swap"
+            assert set(seen) <= {v1, v2}  # every answer came from one of the two, none failed
+            assert http.get("/health").json()["model_version"] == v2
+    finally:
+        server.shutdown()
+        server.server_close()

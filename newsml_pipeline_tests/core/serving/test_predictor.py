@@ -128,22 +128,60 @@ def test_champion_without_model_files_is_a_clear_error(tmp_path: Path) -> None:
         _predictor(tmp_path, "hollow", tmp_path / "cache")
 
 
-def test_int8_precision_serves_close_to_fp32(registry: dict, tmp_path: Path) -> None:
-    client = MlflowClient(tracking_uri=registry["uri"], registry_uri=registry["uri"])
-    set_champion(client, registry["name"], registry["versions"][0], reason="test")
-    answers = {}
+def _confident_tiny_model(root: Path) -> Path:
+    """A tiny classifier trained until it is sure of each ARTICLE's label (not near-uniform scores),
+    so an int8 path that loses the signal changes the answers."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from newsml_pipeline.core.training.inputs import format_input
+    from newsml_pipeline_tests.tiny_models import make_tiny_classifier_dir
+
+    texts = [format_input(a.get("title"), a["text"]) for a in ARTICLES]
+    model_dir = make_tiny_classifier_dir(root, LABELS, seed=3, texts=texts)
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir)
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    batch = tok(texts, padding=True, truncation=True, max_length=64, return_tensors="pt")
+    target = torch.tensor([0, 3, 4])  # business, sport, tech
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(60):
+        opt.zero_grad()
+        model(**batch, labels=target).loss.backward()
+        opt.step()
+    model.eval()
+    model.save_pretrained(model_dir)
+    return model_dir
+
+
+def test_int8_precision_quantizes_and_serves_the_fp32_answers(tmp_path: Path) -> None:
+    from torch import nn
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicQuantizedLinear
+
+    name = "confident"
+    version = register_tiny_version(
+        tmp_path, name, LABELS, seed=3, model_dir=_confident_tiny_model(tmp_path / "src")
+    )
+    client = MlflowClient(tracking_uri=tracking_uri_for(tmp_path), registry_uri=tracking_uri_for(tmp_path))
+    set_champion(client, name, version, reason="test")
+    answers, models = {}, {}
     for precision in ("fp32", "int8"):
-        resolver = ChampionResolver(
-            tracking_uri=registry["uri"], registered_model=registry["name"], cache_dir=tmp_path / "cache"
-        )
-        p = Predictor(
-            resolver=resolver,
-            labels_cfg=LABELS_CFG,
-            serving_cfg=serving_cfg(precision=precision),
-            fallback=FixedFallback,
-        )
+        p = _predictor(tmp_path, name, tmp_path / "cache", precision=precision)
         answers[precision] = p.predict(ARTICLES)
-    for a, b in zip(answers["fp32"], answers["int8"], strict=True):
+        models[precision] = p._backend.model
+    # Quantization happened: every Linear of the int8 model is a dynamic int8 one with qint8 weights.
+    linears = [m for m in models["int8"].modules() if isinstance(m, nn.Linear | DynamicQuantizedLinear)]
+    assert linears and all(isinstance(m, DynamicQuantizedLinear) for m in linears)
+    assert all(str(m.weight().dtype) == "torch.qint8" for m in linears)
+    assert not any(isinstance(m, DynamicQuantizedLinear) for m in models["fp32"].modules())
+    # The fp32 model is sure (a broken int8 path could not match it by sitting near uniform) ...
+    fp32, int8 = answers["fp32"], answers["int8"]
+    assert [a["label"] for a in fp32] == ["business", "sport", "tech"]
+    assert min(a["confidence"] for a in fp32) > 0.8
+    # ... and int8 gives the same labels with scores close to fp32's.
+    assert [a["label"] for a in int8] == [a["label"] for a in fp32]
+    for a, b in zip(fp32, int8, strict=True):
         np.testing.assert_allclose(list(a["scores"].values()), list(b["scores"].values()), atol=0.05)
 
 
