@@ -620,11 +620,16 @@ def _fill_counts(report: DemoReport, published_urls: dict[str, str | None]) -> N
         scored = con.execute(
             "SELECT s.model_version, r.url, s.label FROM scored_articles s JOIN raw_articles r USING (article_id)"
         ).fetchall()
-    from newsml_pipeline.core.serving.predictor import AUTO_LABELER_VERSION
-
+        try:
+            deployed = [
+                v
+                for (v,) in con.execute("SELECT version FROM deployments WHERE action = 'deploy'").fetchall()
+            ]
+        except duckdb.CatalogException:  # nothing was ever deployed
+            deployed = []
     # Only deployed models score; before the first deployment the auto-labeller stands in.
     report.model_f1 = deployed_model_f1(
-        [(v, published_urls.get(u), lab) for v, u, lab in scored if v != AUTO_LABELER_VERSION]
+        [(v, published_urls.get(u), lab) for v, u, lab in scored if v in deployed], deployed=deployed
     )
     report.label_rows = len(rows)
     labelled = [(published_urls.get(u), lab) for u, lab in rows if lab is not None]
@@ -636,13 +641,17 @@ def _fill_counts(report: DemoReport, published_urls: dict[str, str | None]) -> N
         report.label_agreement = sum(1 for truth, lab in in_schema if truth == lab) / len(in_schema)
 
 
-def deployed_model_f1(rows: list[tuple[str, str | None, str | None]]) -> dict[str, dict[str, Any]]:
+def deployed_model_f1(
+    rows: list[tuple[str, str | None, str | None]], *, deployed: list[str] | None = None
+) -> dict[str, dict[str, Any]]:
     """Per model version: macro-F1 of its labels against HuffPost's categories (reporting only).
 
     rows: (model_version, the sample's category or None if unknown, the label the model gave).
     Counted only where the category is one of the schema's (no label is right on the others);
     each model is scored on the articles it labelled while it served, i.e. articles published
-    after its training. Returns {version: {"macro_f1", "n"}}, versions in deployment order.
+    after its training. deployed: versions in deployment order; one that scored no such article
+    yet gets {"macro_f1": None, "n": 0}. Returns {version: {"macro_f1", "n"}} in that order
+    (without `deployed`: in version order).
     """
     from sklearn.metrics import f1_score
 
@@ -650,8 +659,14 @@ def deployed_model_f1(rows: list[tuple[str, str | None, str | None]]) -> dict[st
     for version, truth, label in rows:
         if truth is not None and truth not in OUTSIDE_SCHEMA:
             by_version[str(version)].append((truth, label if label is not None else "(abstained)"))
+    order = (
+        [str(v) for v in deployed] if deployed is not None else sorted(by_version, key=lambda v: (len(v), v))
+    )
     out: dict[str, dict[str, Any]] = {}
-    for version in sorted(by_version, key=lambda v: (len(v), v)):
+    for version in dict.fromkeys(order):
+        if not by_version.get(version):
+            out[version] = {"macro_f1": None, "n": 0}
+            continue
         truth, pred = zip(*by_version[version], strict=True)
         f1 = f1_score(truth, pred, labels=sorted(set(truth)), average="macro", zero_division=0)
         out[version] = {"macro_f1": round(float(f1), 4), "n": len(truth)}
@@ -733,7 +748,9 @@ def print_summary(r: DemoReport, *, out: Any) -> None:
         rows.append(
             (
                 f"  model v{version} vs HuffPost",
-                f"macro-F1 {m['macro_f1']:.3f} against the sample's own categories on the {m['n']} "
+                "no in-schema article scored yet"
+                if m["macro_f1"] is None
+                else f"macro-F1 {m['macro_f1']:.3f} against the sample's own categories on the {m['n']} "
                 "in-schema articles it scored (reporting only, not used by the gate)",
             )
         )

@@ -262,3 +262,6 @@ def test_deployed_models_are_scored_against_the_samples_own_categories() -> None
     assert f1["3"] == {"macro_f1": pytest.approx(0.7333, abs=1e-4), "n": 4}
     assert f1["12"] == {"macro_f1": pytest.approx(2 / 3, abs=1e-4), "n": 2}  # TECH: P 1 R 1/2
     assert demo.deployed_model_f1([]) == {}
+    # the deployments table's order; a model deployed after the last scoring has no number yet
+    assert list(demo.deployed_model_f1(rows, deployed=["12", "3", "15"])) == ["12", "3", "15"]
+    assert demo.deployed_model_f1(rows, deployed=["3", "15"])["15"] == {"macro_f1": None, "n": 0}
