@@ -247,7 +247,10 @@ class LivingSystem:
 
     def _schedule_context(self, t: datetime) -> dg.ScheduleEvaluationContext:
         return dg.build_schedule_context(
-            instance=self.instance, scheduled_execution_time=t, resources=self.defs.resources
+            instance=self.instance,
+            scheduled_execution_time=t,
+            resources=self.defs.resources,
+            repository_def=self.defs.get_repository_def(),  # resolves a partitioned job's requests
         )
 
     def _schedule_requests(
@@ -314,7 +317,12 @@ class LivingSystem:
             **self.defs.resources,
             "newsml": NewsmlSettings(home=newsml.home, config_file=newsml.config_file, as_of=t.isoformat()),
         }
-        ctx = dg.build_sensor_context(instance=self.instance, cursor=self.cursor, resources=resources)
+        ctx = dg.build_sensor_context(
+            instance=self.instance,
+            cursor=self.cursor,
+            resources=resources,
+            repository_def=self.defs.get_repository_def(),
+        )
         data = self._sensor.evaluate_tick(ctx)
         self.cursor = data.cursor or self.cursor
         events: list[tuple[dict[str, Any], RetrainOutcome | SkippedRetrain]] = []

@@ -59,6 +59,12 @@ def test_ticks_tag_runs_with_their_schedule_and_count_a_skipped_retrain(
             assert run.job_name == "crawl_job" and run.status == dg.DagsterRunStatus.SUCCESS
             assert run.tags["dagster/schedule_name"] == "hourly_crawl_schedule"
 
+            # the daily tick's request, resolved as the daemon resolves it (partition + schedule name)
+            # (yesterday, then the earlier day whose crawled articles raw_articles lacks)
+            daily, _ = system._schedule_requests(system._daily, datetime(2026, 10, 2, 0, 30, tzinfo=UTC))
+            assert [r.partition_key for r in daily] == ["2026-10-01", "2026-09-30"]
+            assert {r.tags["dagster/schedule_name"] for r in daily} == {"daily_ingest_schedule"}
+
             monday = datetime(2026, 10, 5, 3, tzinfo=UTC)
             (skipped,) = system.weekly_tick(monday)  # raw/labeled tables do not exist yet
             assert isinstance(skipped, SkippedRetrain) and skipped.trigger == "schedule"
