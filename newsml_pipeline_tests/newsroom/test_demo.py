@@ -194,7 +194,8 @@ def test_short_demo_end_to_end_through_the_cli(tmp_path: Path) -> None:
     f1 = r["deployed_model_macro_f1_vs_sample_categories"]
     assert f1 and all(0 <= m["macro_f1"] <= 1 and m["n"] > 0 for m in f1.values())
     assert "vs HuffPost" in done.stdout
-    assert "UserWarning" not in done.stderr  # e.g. Dagster's cron warning, once per definitions load
+    # Dagster's warning about `0 */24`-style crons came once per definitions load (~79 lines a demo)
+    assert "cron schedule" not in done.stderr
     out = done.stdout
     assert "newsml demo: summary" in out and "dagster dev" in out and "mlflow ui" in out
     assert "day 1 (" in done.stderr  # progress lines while it ran
