@@ -90,7 +90,7 @@ def retrain_readiness(settings: Settings, wh, *, today: date) -> SplitsAssessmen
         known=known, feedback_dir=settings.feedback_dir, labels=settings.config.labels.names
     )
     frame = labeled_with_raw(wh, feedback=trusted.gold)
-    return assess_splits(frame, config=settings.config, today=today)
+    return assess_splits(frame, config=settings.config, today=today, verdict_only=True)
 
 
 def split_rows_with_text(wh) -> pl.DataFrame:

@@ -11,9 +11,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import dagster as dg
+import polars as pl
 import pytest
 
-from newsml_pipeline.core.data.readiness import assess_splits
+from newsml_pipeline.core.data.readiness import assess_splits, verdict_needs_label_issues
 from newsml_pipeline.core.data.splits import SplitError
 from newsml_pipeline.core.data.warehouse import Warehouse
 from newsml_pipeline.definitions import build_definitions
@@ -90,3 +91,41 @@ def test_dataset_splits_runs_the_same_assessment(make_settings) -> None:
         error.message
     )
     assert "class 'tech' has 0 rows in train" in assessed.reason
+
+
+@pytest.mark.parametrize("tech_rows", [40, 6], ids=["ready", "tech-short"])
+def test_the_ticks_fast_verdict_is_the_full_one(make_settings, tech_rows: int) -> None:
+    """A tick skips the label-issue cross-fitting only where it cannot change the verdict."""
+    settings = make_settings(**{**SETTINGS, "splits": {"window_days": None, "drop_label_issues": True}})
+    wh = Warehouse(settings.warehouse_path)
+    _articles(wh, LABELS)
+    frame = labeled_with_raw(wh)
+    # a third of the auto-labels wrong (the label-issue pass has rows to drop), tech cut short
+    wrong = {
+        a: LABELS[(LABELS.index(a.split("-")[0]) + 1) % 5]
+        for a in frame["article_id"]
+        if int(a[-3:]) % 3 == 0
+    }
+    frame = frame.with_columns(
+        pl.Series(
+            "auto_label",
+            [wrong.get(a, lab) for a, lab in zip(frame["article_id"], frame["auto_label"], strict=True)],
+        )
+    ).filter(
+        ~pl.col("article_id").str.starts_with("tech-")
+        | (pl.col("article_id").str.slice(-3).cast(pl.Int32) < tech_rows)
+    )
+    full = assess_splits(frame, config=settings.config, today=DAY)
+    fast = assess_splits(frame, config=settings.config, today=DAY, verdict_only=True)
+    assert (fast.ready, fast.missing) == (full.ready, full.missing)
+    assert full.ready is (tech_rows == 40)
+    if full.ready:
+        assert full.report["dropped"]["label_issue"] > 0 and fast.report["dropped"]["label_issue"] == 0
+    # a class minimum stricter than the pass's floor could see the drop: then the tick runs it too
+    strict = settings.config.model_copy(
+        update={"quality": settings.config.quality.model_copy(update={"min_class_count": 30})}
+    )
+    assert verdict_needs_label_issues(strict)
+    strict_fast = assess_splits(frame, config=strict, today=DAY, verdict_only=True)
+    if strict_fast.report is not None:
+        assert strict_fast.report["dropped"]["label_issue"] > 0

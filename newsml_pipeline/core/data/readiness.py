@@ -65,16 +65,40 @@ def _split_error_lines(error: SplitError) -> tuple[str, ...]:
     return classes or (lines[0],)
 
 
-def assess_splits(frame: pl.DataFrame, *, config: NewsmlConfig, today: date) -> SplitsAssessment:
+def verdict_needs_label_issues(config: NewsmlConfig) -> bool:
+    """Whether the label-issue pass can change `ready` (else a tick may skip its cross-fitting).
+
+    The pass drops only auto-labelled train rows and never takes a class below
+    `splits.min_per_class_train` (core.labeling.label_issues), so a class at or above that floor
+    stays there and one below it stays below: the SplitError verdict is the same with or without
+    it, val/test rows are untouched, and so is the gold/silver choice. Only a `min_class_count`
+    check stricter than that floor could see the difference.
+    """
+    return (
+        config.splits.drop_label_issues and config.quality.min_class_count > config.splits.min_per_class_train
+    )
+
+
+def assess_splits(
+    frame: pl.DataFrame, *, config: NewsmlConfig, today: date, verdict_only: bool = False
+) -> SplitsAssessment:
     """Build the splits of `frame` (labeled ⋈ raw ⋈ feedback, see build_splits) as dataset_splits does.
 
-    Configuration mistakes (a bad input frame, fractions that leave no train rows) still raise
-    ValueError: they are not "not yet", they are broken.
+    verdict_only: the caller wants `ready` / `missing`, not the rows (the schedule's and the
+    sensor's ticks): the label-issue pass, a cross-fitted TF-IDF model and most of the cost, is
+    left out where it cannot change the verdict (`verdict_needs_label_issues`); the returned
+    splits then still hold the rows it would drop. Configuration mistakes (a bad input frame,
+    fractions that leave no train rows) raise ValueError: they are not "not yet", they are broken.
     """
+    config_used = config
+    if verdict_only and config.splits.drop_label_issues and not verdict_needs_label_issues(config):
+        config_used = config.model_copy(
+            update={"splits": config.splits.model_copy(update={"drop_label_issues": False})}
+        )
     try:
         splits, report = build_evaluated_splits(
             frame,
-            splits_cfg=config.splits,
+            splits_cfg=config_used.splits,
             gate_cfg=config.gate,
             labels=config.labels.names,
             today=today,
