@@ -192,7 +192,11 @@ def test_short_demo_end_to_end_through_the_cli(tmp_path: Path) -> None:
         assert o["verdict"] in ("deployed", "blocked"), o
     # every deployed model is scored against the sample's own categories (reporting only)
     f1 = r["deployed_model_macro_f1_vs_sample_categories"]
-    assert f1 and all(0 <= m["macro_f1"] <= 1 and m["n"] > 0 for m in f1.values())
+    assert len(f1) == r["models_deployed"]
+    first_model = next(iter(f1.values()))  # deployed on day 6: it scored the days after
+    assert 0 <= first_model["macro_f1"] <= 1 and first_model["n"] > 0
+    for m in f1.values():  # a model deployed on the last day may not have scored anything yet
+        assert (m["macro_f1"] is None and m["n"] == 0) or (0 <= m["macro_f1"] <= 1 and m["n"] > 0), m
     assert "vs HuffPost" in done.stdout
     # Dagster's warning about `0 */24`-style crons came once per definitions load (~79 lines a demo)
     assert "cron schedule" not in done.stderr
