@@ -46,7 +46,7 @@ from provenance import provenance  # noqa: E402
 
 from newsml_pipeline.instance import write_instance_yaml  # noqa: E402
 from newsml_pipeline.newsroom import NewsSite, Story  # noqa: E402
-from newsml_pipeline.newsroom.driver import LivingSystem  # noqa: E402
+from newsml_pipeline.newsroom.driver import LivingSystem, every_hours_cron  # noqa: E402
 
 log = logging.getLogger("bench.newsroom")
 
@@ -312,7 +312,7 @@ def write_config(home: Path, site: NewsSite, args: argparse.Namespace, base_mode
             "retries": 1,
             "backoff_s": 0.05,
             "extract_workers": 1,
-            "schedule": f"0 */{args.crawl_every} * * *",
+            "schedule": every_hours_cron(args.crawl_every),
         },
         "labels": {"categories": schema(args), "min_confidence": 0.5},
         "splits": {
@@ -532,7 +532,10 @@ def measure(
         "retrains_blocked": tally.blocked,
         "retrains_failed_before_the_gate": tally.retrain_failed,
         "retrains": retrains,
-        "retrain_skips": tally.retrain_skips,
+        # not started: the schedule or the sensor found the splits could not be built yet
+        "retrains_skipped": [
+            {"sim_time": o.as_of.isoformat(), "trigger": o.trigger, "reason": o.reason} for o in tally.skipped
+        ],
         "mlflow_training_runs": len(trainings),
         "mlflow_runs_per_training": sorted(set(per_train.values())),
         "mlflow_evaluation_runs": len(evals),
@@ -573,6 +576,14 @@ def print_table(r: dict[str, Any]) -> None:
         (
             "retrains run / deployed / blocked / failed",
             f"{r['retrains_run']} / {r['retrains_deployed']} / {r['retrains_blocked']} / {r['retrains_failed_before_the_gate']}",
+            "-",
+        ),
+        (
+            "retrains skipped (splits not ready)",
+            "; ".join(
+                f"{o['sim_time'][:16]} {o['trigger']}: {o['reason']}" for o in r.get("retrains_skipped", [])
+            )
+            or "none",
             "-",
         ),
         (

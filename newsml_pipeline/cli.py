@@ -410,12 +410,13 @@ def cmd_demo(args: argparse.Namespace, settings: Settings, out: IO[str]) -> int:
 
 
 def demo_succeeded(report: Any) -> bool:
-    """A model was deployed and every failed run is a retrain the gate blocked: a blocked gate
-    fails its run (as in the UI), but it is a verdict the demo exists to show, not an error."""
-    blocked = sum(1 for o in report.retrains if o.verdict == "blocked")
-    failed = sum(report.failed.values())
-    gate_only = failed == blocked and report.failed.get("retrain_job", 0) == blocked
-    return gate_only and any(o.verdict == "deployed" for o in report.retrains)
+    """True unless a run broke: a blocked gate and a skipped retrain are verdicts the demo shows.
+
+    A blocked candidate's run succeeds (deployed_model is simply not materialized) and a retrain
+    that cannot run yet is skipped by its schedule or sensor, so a failed run always means
+    something broke; whether a model was deployed is the summary's news, not an error.
+    """
+    return not any(report.failed.values())
 
 
 def build_parser() -> argparse.ArgumentParser:

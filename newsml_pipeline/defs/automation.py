@@ -5,8 +5,11 @@
 - `ingest_job` (raw → labeled → scored for one day) runs daily at 00:30 UTC for the day that just
   ended, and again for any of the last `crawl.late_days` days that gained stored articles since.
 - `retrain_job` (feedback → splits → candidate → evaluation + gate → deployment) runs weekly and
-  whenever ADWIN sees the scored stream drift. Retrains never overlap: the job carries a tag
-  whose run concurrency is limited to one in dagster.yaml, and training sits in a one-slot pool.
+  whenever ADWIN sees the scored stream drift, but only when its splits can be built: otherwise
+  the schedule and the sensor skip with a reason naming what is missing (core/data/readiness.py,
+  the check dataset_splits itself runs), so a failed retrain_job means something broke.
+  Retrains never overlap: the job carries a tag whose run concurrency is limited to one in
+  dagster.yaml, and training sits in a one-slot pool.
 """
 
 from datetime import UTC, date, datetime, timedelta
@@ -15,13 +18,17 @@ from typing import Any
 import dagster as dg
 
 from newsml_pipeline.core.data.article_store import ArticleStore
+from newsml_pipeline.core.data.readiness import SplitsAssessment
 from newsml_pipeline.core.monitoring.drift import DriftStateStore
 from newsml_pipeline.core.monitoring.sensor_logic import run_drift_tick
 from newsml_pipeline.defs.ingestion import article_store
 from newsml_pipeline.defs.resources import NewsmlSettings, WarehouseResource
+from newsml_pipeline.defs.training import retrain_readiness
 from newsml_pipeline.settings import NewsmlConfig
 
 RETRAIN_TAGS = {"newsml/job": "retrain"}
+# Every skip of a retrain that cannot run yet says this (then what is missing).
+RETRAIN_SKIPPED = "retrain_job not started: "
 
 INGEST_ASSETS = ["raw_articles", "labeled_articles", "scored_articles", "review_queue"]
 CRAWL_ASSETS = ["crawled_articles"]
@@ -112,16 +119,44 @@ def build_schedules(ingest_job, retrain_job, crawl_job, config: NewsmlConfig) ->
         default_status=dg.DefaultScheduleStatus.STOPPED,
         description="Record what every source holds now in crawled_articles (crawl.schedule, hourly by default).",
     )
-    weekly_retrain_schedule = dg.ScheduleDefinition(
+
+    @dg.schedule(
         name="weekly_retrain_schedule",
         job=retrain_job,
         cron_schedule=config.schedules.retrain,
         execution_timezone="UTC",
         default_status=dg.DefaultScheduleStatus.STOPPED,
         tags={**RETRAIN_TAGS, "newsml/trigger": "schedule"},
-        description="Mondays 03:00 UTC: retrain on the rolling window, gate, deploy if better.",
+        description=(
+            "Mondays 03:00 UTC: retrain on the rolling window, gate, deploy if better. Skipped, with "
+            "the reason, while the splits cannot be built (a class short of rows in train/val/test)."
+        ),
     )
+    def weekly_retrain_schedule(
+        context: dg.ScheduleEvaluationContext, newsml: NewsmlSettings, warehouse: WarehouseResource
+    ) -> dg.RunRequest | dg.SkipReason:
+        when = context.scheduled_execution_time
+        return retrain_request(
+            readiness=retrain_readiness(newsml.settings, warehouse.get(), today=when.astimezone(UTC).date()),
+            run_key=None,
+            tags={**RETRAIN_TAGS, "newsml/trigger": "schedule"},
+        )
+
     return [daily_ingest_schedule, hourly_crawl_schedule, weekly_retrain_schedule]
+
+
+def retrain_request(
+    *, readiness: SplitsAssessment, run_key: str | None, tags: dict[str, str], prefix: str = ""
+) -> dg.RunRequest | dg.SkipReason:
+    """A retrain_job request when its splits can be built, else a skip naming what is missing.
+
+    A failed retrain_job then always means something broke: a run that could not get past
+    dataset_splits is never started. The skip message starts with RETRAIN_SKIPPED, so the
+    simulated drivers (newsroom/driver.py) can tell it from the sensor's "no drift" skips.
+    """
+    if readiness.ready:
+        return dg.RunRequest(run_key=run_key, tags=tags)
+    return dg.SkipReason(f"{prefix}{RETRAIN_SKIPPED}{readiness.reason}")
 
 
 def build_drift_sensor(retrain_job) -> dg.SensorDefinition:
@@ -152,10 +187,20 @@ def build_drift_sensor(retrain_job) -> dg.SensorDefinition:
         )
         if result.should_retrain:
             context.log.info("drift detected: %s", result.tags)
-            return dg.SensorResult(
-                run_requests=[dg.RunRequest(run_key=result.run_key, tags={**RETRAIN_TAGS, **result.tags})],
-                cursor=result.new_cursor,
+            tags = result.tags
+            decision = retrain_request(
+                readiness=retrain_readiness(settings, wh, today=newsml.now().date()),
+                run_key=result.run_key,
+                tags={**RETRAIN_TAGS, **tags},
+                prefix=(
+                    f"drift detected ({tags.get('newsml/drift_signal')} "
+                    f"{tags.get('newsml/drift_mean_before')} -> {tags.get('newsml/drift_mean_after')}) but "
+                ),
             )
+            if isinstance(decision, dg.SkipReason):
+                context.log.info(decision.skip_message)
+                return dg.SensorResult(skip_reason=decision, cursor=result.new_cursor)
+            return dg.SensorResult(run_requests=[decision], cursor=result.new_cursor)
         return dg.SensorResult(skip_reason=dg.SkipReason(result.skip_reason), cursor=result.new_cursor)
 
     return drift_sensor

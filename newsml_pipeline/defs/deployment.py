@@ -1,7 +1,14 @@
-"""`deployed_model`: move the MLflow alias `champion` to a candidate that passed the gate."""
+"""`deployed_model`: move the MLflow alias `champion` to a candidate that passed the gate.
+
+The gate decision travels in model_evaluation's value (the same one `evaluation_gate` reports):
+when it failed, deployed_model yields no output (`output_required=False`), so the asset is not
+materialized, the run succeeds, and an AssetObservation on deployed_model records the verdict and
+its reasons. defs/evaluation.py says why a blocked gate does not fail the run.
+"""
 
 import getpass
 import logging
+from collections.abc import Iterator
 from datetime import timedelta
 
 import dagster as dg
@@ -20,14 +27,17 @@ DEPLOYMENTS_TABLE = "deployments"
     group_name="deployment",
     kinds={"mlflow"},
     op_tags=LIGHT_STEP,
+    # Not materialized when the gate blocked the candidate: a verdict, the run still succeeds.
+    output_required=False,
     # Retrained weekly (and on drift); a champion older than two weeks means retrains keep failing.
     freshness_policy=dg.FreshnessPolicy.time_window(
         fail_window=timedelta(days=15), warn_window=timedelta(days=8)
     ),
     description=(
         "The model version that serves now: registry alias `champion` on the candidate's version (the "
-        "former champion becomes `previous`). Runs only after a passed evaluation_gate; every deployment "
-        "is recorded in the deployments table. `newsml rollback` moves the alias back."
+        "former champion becomes `previous`) when evaluation_gate passed; every deployment "
+        "is recorded in the deployments table; a blocked candidate leaves it unmaterialized (the run succeeds, "
+        "an observation says why). `newsml rollback` moves the alias back."
     ),
 )
 def deployed_model(
@@ -35,9 +45,25 @@ def deployed_model(
     mlflow: MlflowResource,
     warehouse: WarehouseResource,
     model_evaluation: dict,
-) -> dg.Output[dict]:
+) -> Iterator[dg.Output[dict]]:
     candidate = model_evaluation["candidate"]
     gate = model_evaluation["gate"]
+    if not gate["passed"]:
+        reasons = list(gate["reasons"])
+        context.log.info(
+            "gate blocked candidate version %s: not deployed (%s)", candidate["version"], "; ".join(reasons)
+        )
+        context.log_event(
+            dg.AssetObservation(
+                asset_key=context.asset_key,
+                metadata={
+                    "verdict": "blocked: not deployed",
+                    "candidate_version": str(candidate["version"]),
+                    "reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in reasons)),
+                },
+            )
+        )
+        return
     decision = GateDecision(
         passed=bool(gate["passed"]),
         reasons=list(gate["reasons"]),
@@ -59,7 +85,7 @@ def deployed_model(
     warehouse.get().append(DEPLOYMENTS_TABLE, row)
     rec = row.to_dicts()[0]
     context.log.info("champion is now %s version %s", candidate["registered_model"], candidate["version"])
-    return dg.Output(
+    yield dg.Output(
         {"registered_model": candidate["registered_model"], "version": str(candidate["version"]), **metrics},
         metadata={
             "champion_version": str(candidate["version"]),

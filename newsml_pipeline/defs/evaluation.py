@@ -1,4 +1,16 @@
-"""`model_evaluation` and its blocking `evaluation_gate`: the candidate ships only if it earns it."""
+"""`model_evaluation` and its `evaluation_gate`: the candidate ships only if it earns it.
+
+A blocked gate is a verdict, not an incident (DESIGN §4, §8). Of the two ways the design allows,
+this module takes the second: `evaluation_gate` is a non-blocking ERROR check, so a blocked
+candidate shows in the UI as a failed check with its reasons, and `deployed_model`
+(defs/deployment.py, `output_required=False`) reads the same gate decision from
+model_evaluation's value and materializes nothing when it failed, in a run that succeeds. Why
+not a blocking check that fails the run: a failed run is what everything around Dagster reads
+as "something broke" — the run-failure alert sensor, run retries (`dagster/max_retries` would
+re-train a candidate that was simply not better), the UI's run list, a team's monitoring — and
+each of them would need to learn that one kind of failure is fine. A successful run that did
+not deploy keeps "failed" meaning broken everywhere at once.
+"""
 
 import logging
 from pathlib import Path
@@ -120,24 +132,27 @@ def model_evaluation(
 @dg.asset_check(
     asset=model_evaluation,
     name="evaluation_gate",
-    blocking=True,
+    # Not blocking: a blocked candidate is a verdict, and the run that reached it succeeds;
+    # deployed_model applies the same decision (the module docstring says why).
+    blocking=False,
     op_tags=LIGHT_STEP,
     description=(
         "Deployment rule: candidate macro-F1 ≥ baseline + gate.min_gain_over_baseline, ≥ champion − "
         "gate.max_drop_vs_champion, every class F1 ≥ gate.min_class_f1, and at least gate.min_test_rows "
-        "gold test rows; a silver evaluation never replaces a gold-evaluated champion. Blocking: a failure "
-        "stops deployed_model in the same run."
+        "gold test rows; a silver evaluation never replaces a gold-evaluated champion. Failed (ERROR) = "
+        "the candidate is blocked: deployed_model is not materialized in that run, which still succeeds."
     ),
 )
 def evaluation_gate(model_evaluation: dict) -> dg.AssetCheckResult:
     gate = model_evaluation["gate"]
     metadata: dict[str, Any] = {
+        "verdict": "deploy" if gate["passed"] else "blocked: not deployed",
         "reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in gate["reasons"])),
         "evaluation_kind": model_evaluation.get("evaluation_kind", "gold"),
     }
     for name, check in gate["checks"].items():
         metadata[name] = dg.MetadataValue.json(check)
-    verdict = "PASSED" if gate["passed"] else "FAILED"
+    verdict = "PASSED" if gate["passed"] else "FAILED (candidate blocked, not deployed)"
     return dg.AssetCheckResult(
         passed=bool(gate["passed"]),
         severity=dg.AssetCheckSeverity.ERROR,

@@ -6,6 +6,7 @@ deployment swaps NEWSML_HOME / the config / the MLflow store in one place.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -20,6 +21,9 @@ class NewsmlSettings(dg.ConfigurableResource):
 
     home: str
     config_file: str
+    # The time the drift sensor's readiness check acts as (ISO, with a zone); None = now. Only the
+    # simulated drivers (newsroom/driver.py) set it, as runs carry `newsml/as_of` (defs/clock.py).
+    as_of: str | None = None
 
     _settings: Settings | None = PrivateAttr(default=None)
 
@@ -32,6 +36,12 @@ class NewsmlSettings(dg.ConfigurableResource):
         if self._settings is None:
             self._settings = Settings(home=Path(self.home), config_file=Path(self.config_file))
         return self._settings
+
+    def now(self) -> datetime:
+        """`as_of` when set, else the real clock (UTC)."""
+        if self.as_of is None:
+            return datetime.now(UTC)
+        return datetime.fromisoformat(self.as_of).astimezone(UTC)
 
     @property
     def config(self) -> NewsmlConfig:

@@ -3,21 +3,22 @@
 import logging
 import shutil
 import subprocess
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import polars as pl
 
-from newsml_pipeline.core.data.quality import check_min_class_count
-from newsml_pipeline.core.data.splits import build_evaluated_splits
+from newsml_pipeline.core.data.readiness import SPLIT_INPUTS, SplitsAssessment, assess_splits, missing_inputs
+from newsml_pipeline.core.labeling.trusted import collect_trusted_labels
 from newsml_pipeline.core.registry.model_logging import train_and_log
 from newsml_pipeline.core.training.fine_tune import training_fingerprint
 from newsml_pipeline.defs.clock import run_time
 from newsml_pipeline.defs.metadata import metadata_table, quality_check_result
 from newsml_pipeline.defs.placement import GPU_STEP, WINDOW_STEP, model_step_pool
 from newsml_pipeline.defs.resources import MlflowResource, NewsmlSettings, WarehouseResource
+from newsml_pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -44,14 +45,17 @@ def _git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
-def labeled_with_raw(wh) -> pl.DataFrame:
-    """Every labeled article joined with what splitting and training need from raw_articles."""
-    # Feedback labels come from label_feedback once it exists; before that there are none.
-    if wh.table_exists("label_feedback"):
+def labeled_with_raw(wh, *, feedback: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Every labeled article joined with what splitting and training need from raw_articles.
+
+    feedback_label comes from `feedback` (article_id, label) when given, else from the
+    label_feedback table once it exists; before that there are none.
+    """
+    if feedback is None and wh.table_exists("label_feedback"):
         feedback_col, feedback_join = "f.label", "LEFT JOIN label_feedback f USING (article_id)"
     else:
         feedback_col, feedback_join = "CAST(NULL AS VARCHAR)", ""
-    return wh.query(
+    frame = wh.query(
         f"""
         SELECT l.article_id, l.partition_date, l.label AS auto_label, l.confidence, l.votes,
                r.title, r.text, r.url, r.source, r.content_hash, r.near_duplicate_of,
@@ -61,6 +65,32 @@ def labeled_with_raw(wh) -> pl.DataFrame:
         {feedback_join}
         """
     )
+    if feedback is None:
+        return frame
+    fb = feedback.select(pl.col("article_id").cast(pl.String), pl.col("label").cast(pl.String).alias("fb"))
+    return (
+        frame.join(fb, on="article_id", how="left")
+        .with_columns(pl.col("fb").alias("feedback_label"))
+        .drop("fb")
+    )
+
+
+def retrain_readiness(settings: Settings, wh, *, today: date) -> SplitsAssessment:
+    """Would retrain_job get past dataset_splits now? (the schedule's and the drift sensor's check)
+
+    The run first rebuilds label_feedback from the feedback store, so this reads the trusted
+    labels the same way (collect_trusted_labels) instead of the label_feedback table, which may
+    predate answers given since the last retrain; then it builds the splits as dataset_splits does.
+    """
+    missing = [t for t in SPLIT_INPUTS if not wh.table_exists(t)]
+    if missing:
+        return missing_inputs(missing)
+    known = wh.query("SELECT article_id, url, gold_label FROM raw_articles")
+    trusted = collect_trusted_labels(
+        known=known, feedback_dir=settings.feedback_dir, labels=settings.config.labels.names
+    )
+    frame = labeled_with_raw(wh, feedback=trusted.gold)
+    return assess_splits(frame, config=settings.config, today=today, verdict_only=True)
 
 
 def split_rows_with_text(wh) -> pl.DataFrame:
@@ -96,27 +126,22 @@ def dataset_splits(
 ) -> dg.MaterializeResult:
     cfg = newsml.config
     wh = warehouse.get()
-    missing = [t for t in ("raw_articles", "labeled_articles") if not wh.table_exists(t)]
+    missing = [t for t in SPLIT_INPUTS if not wh.table_exists(t)]
     if missing:
         raise dg.Failure(
             description=f"nothing to split yet: {', '.join(missing)} not materialized; "
             "run ingest_job (raw → labeled → scored) for some days first"
         )
-    frame = labeled_with_raw(wh)
-    splits, report = build_evaluated_splits(
-        frame,
-        splits_cfg=cfg.splits,
-        gate_cfg=cfg.gate,
-        labels=cfg.labels.names,
-        today=run_time(context).date(),
-    )
+    # The same assessment the schedule and the drift sensor run before they request this job.
+    assessed = assess_splits(labeled_with_raw(wh), config=cfg, today=run_time(context).date())
+    if assessed.error is not None:
+        raise assessed.error
+    splits, report, q = assessed.splits, assessed.report, assessed.train_check
+    assert splits is not None and report is not None and q is not None  # built: no SplitError
     splits = splits.with_columns(pl.lit(report["evaluation"]).alias("evaluation_kind"))
     wh.replace_table(SPLITS_TABLE, splits)
     counts = splits.group_by("split", "label").len().sort("split", "label")
     context.log.info("dataset_splits: %s", report)
-    q = check_min_class_count(
-        splits.filter(pl.col("split") == "train"), labels=cfg.labels.names, cfg=cfg.quality
-    )
     return dg.MaterializeResult(
         check_results=[quality_check_result(q, asset=SPLITS_TABLE, prefix="train split: ")],
         metadata={

@@ -359,6 +359,8 @@ def make_stories(opts: DemoOptions) -> list[Story]:
 
 
 def demo_config(home: Path, site: NewsSite, opts: DemoOptions) -> dict[str, Any]:
+    from newsml_pipeline.newsroom.driver import every_hours_cron
+
     cfg: dict[str, Any] = {
         "sources": [{"name": f"newsroom-{s}", "kind": "rss", "url": site.feed_url(s)} for s in site.sections],
         "partitions": {"start_date": START.isoformat()},
@@ -369,7 +371,7 @@ def demo_config(home: Path, site: NewsSite, opts: DemoOptions) -> dict[str, Any]
             "retries": 1,
             "backoff_s": 0.05,
             "extract_workers": 1,
-            "schedule": f"0 */{opts.crawl_every} * * *",
+            "schedule": every_hours_cron(opts.crawl_every),
         },
         "labels": {"categories": SCHEMA, "min_confidence": 0.5},
         # headlines + one sentence: short on purpose
@@ -481,6 +483,9 @@ class DemoReport:
     run_seconds: dict[str, float] = field(default_factory=dict)
     failed: dict[str, int] = field(default_factory=dict)
     retrains: list[Any] = field(default_factory=list)
+    skipped: list[Any] = field(default_factory=list)
+    # per deployed model version: macro-F1 vs the sample's categories on what it scored (reporting only)
+    model_f1: dict[str, dict[str, Any]] = field(default_factory=dict)
     drift_events: list[dict[str, Any]] = field(default_factory=list)
     wall_s: float = 0.0
     reset: str | None = None
@@ -503,7 +508,7 @@ def run_demo(opts: DemoOptions, *, home: Path, out: Any) -> DemoReport:
 
     import dagster as dg
 
-    from newsml_pipeline.newsroom.driver import LivingSystem
+    from newsml_pipeline.newsroom.driver import LivingSystem, SkippedRetrain
 
     instance = dg.DagsterInstance.get()
     removed_runs = delete_demo_runs(instance, home)
@@ -561,6 +566,9 @@ def run_demo(opts: DemoOptions, *, home: Path, out: Any) -> DemoReport:
 
         def on_drift(event: dict[str, Any]) -> None:
             t = datetime.fromisoformat(event["sim_time"])
+            if event.get("retrain") == "skipped":
+                log.info("drift sensor at %s: %s", t.strftime("%Y-%m-%d %H:%M"), event["reason"])
+                return
             log.info(
                 "drift sensor at %s: %s signal moved %s -> %s: requests retrain_job",
                 t.strftime("%Y-%m-%d %H:%M"),
@@ -570,6 +578,10 @@ def run_demo(opts: DemoOptions, *, home: Path, out: Any) -> DemoReport:
             )
 
         def on_retrain(o: Any) -> None:
+            if isinstance(o, SkippedRetrain):
+                if o.trigger == "schedule":  # a skipped drift retrain was logged by on_drift
+                    log.info("retrain (schedule) at %s: %s", o.as_of.strftime("%Y-%m-%d %H:%M"), o.reason)
+                return
             log.info("retrain (%s) at %s: %s", o.trigger, o.as_of.strftime("%Y-%m-%d %H:%M"), describe(o))
 
         system.simulate(start, end, after_ingest=after_ingest, on_drift=on_drift, on_retrain=on_retrain)
@@ -581,6 +593,7 @@ def run_demo(opts: DemoOptions, *, home: Path, out: Any) -> DemoReport:
     report.run_seconds = {k: round(v, 1) for k, v in tally.run_seconds.items()}
     report.failed = dict(tally.failed)
     report.retrains = list(tally.retrains)
+    report.skipped = list(tally.skipped)
     report.drift_events = list(tally.drift_events)
     report.wall_s = time.monotonic() - started
     (home / "demo_report.json").write_text(json.dumps(report_dict(report), indent=2, default=str))
@@ -612,6 +625,20 @@ def _fill_counts(report: DemoReport, published_urls: dict[str, str | None]) -> N
         report.scored = int(
             con.execute("SELECT count(DISTINCT article_id) FROM scored_articles").fetchone()[0]
         )
+        scored = con.execute(
+            "SELECT s.model_version, r.url, s.label FROM scored_articles s JOIN raw_articles r USING (article_id)"
+        ).fetchall()
+        try:
+            deployed = [
+                v
+                for (v,) in con.execute("SELECT version FROM deployments WHERE action = 'deploy'").fetchall()
+            ]
+        except duckdb.CatalogException:  # nothing was ever deployed
+            deployed = []
+    # Only deployed models score; before the first deployment the auto-labeller stands in.
+    report.model_f1 = deployed_model_f1(
+        [(v, published_urls.get(u), lab) for v, u, lab in scored if v in deployed], deployed=deployed
+    )
     report.label_rows = len(rows)
     labelled = [(published_urls.get(u), lab) for u, lab in rows if lab is not None]
     report.labelled = len(labelled)
@@ -620,6 +647,43 @@ def _fill_counts(report: DemoReport, published_urls: dict[str, str | None]) -> N
     in_schema = [(truth, lab) for truth, lab in labelled if truth not in OUTSIDE_SCHEMA]
     if in_schema:
         report.label_agreement = sum(1 for truth, lab in in_schema if truth == lab) / len(in_schema)
+
+
+def deployed_model_f1(
+    rows: list[tuple[str, str | None, str | None]], *, deployed: list[str] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Per model version: macro-F1 of its labels against HuffPost's categories (reporting only).
+
+    rows: (model_version, the sample's category or None if unknown, the label the model gave).
+    Counted only where the category is one of the schema's (no label is right on the others);
+    each model is scored on the articles it labelled while it served, i.e. articles published
+    after its training. deployed: versions in deployment order; one that scored no such article
+    yet gets {"macro_f1": None, "n": 0}. Returns {version: {"macro_f1", "n"}} in that order
+    (without `deployed`: in version order).
+    """
+    from newsml_pipeline.core.evaluation.metrics import score_predictions
+
+    by_version: dict[str, list[tuple[str, str]]] = collections.defaultdict(list)
+    for version, truth, label in rows:
+        if truth is not None and truth not in OUTSIDE_SCHEMA:
+            by_version[str(version)].append((truth, label if label is not None else "(abstained)"))
+    order = (
+        [str(v) for v in deployed] if deployed is not None else sorted(by_version, key=lambda v: (len(v), v))
+    )
+    out: dict[str, dict[str, Any]] = {}
+    for version in dict.fromkeys(order):
+        if not by_version.get(version):
+            out[version] = {"macro_f1": None, "n": 0}
+            continue
+        truth, pred = zip(*by_version[version], strict=True)
+        labels = sorted(set(truth))  # macro over the categories it was scored on
+        # a label outside them is a miss, like an abstention; the filler keeps two labels
+        scores = score_predictions(
+            truth, [p if p in labels else None for p in pred], labels=[*labels, "\x00other"][: max(2, len(labels))]
+        )
+        f1 = sum(scores.per_class[c].f1 for c in labels) / len(labels)
+        out[version] = {"macro_f1": round(float(f1), 4), "n": len(truth)}
+    return out
 
 
 def describe(o: Any) -> str:
@@ -655,6 +719,8 @@ def report_dict(r: DemoReport) -> dict[str, Any]:
         "models_deployed": sum(1 for o in r.retrains if o.verdict == "deployed"),
         "models_blocked": sum(1 for o in r.retrains if o.verdict == "blocked"),
         "retrains": [o.__dict__ for o in r.retrains],
+        "retrains_skipped": [o.__dict__ for o in r.skipped],
+        "deployed_model_macro_f1_vs_sample_categories": r.model_f1,
         "drift_change_at": r.change_at.isoformat(),
         "drift_events": r.drift_events,
         "drift_delay_hours": drift_delay_hours(r),
@@ -686,12 +752,28 @@ def print_summary(r: DemoReport, *, out: Any) -> None:
             f"{d['models_trained']} / {d['models_deployed']} / {d['models_blocked']}",
         ),
     ]
-    for o in r.retrains:
-        rows.append((f"  retrain {o.as_of:%m-%d %H:%M} ({o.trigger})", describe(o)))
+    for o in sorted([*r.retrains, *r.skipped], key=lambda o: o.as_of):
+        if o in r.skipped:
+            rows.append((f"  retrain {o.as_of:%m-%d %H:%M} ({o.trigger})", f"skipped ({o.reason})"))
+        else:
+            rows.append((f"  retrain {o.as_of:%m-%d %H:%M} ({o.trigger})", describe(o)))
+    for version, m in r.model_f1.items():
+        rows.append(
+            (
+                f"  model v{version} vs HuffPost",
+                "no in-schema article scored yet"
+                if m["macro_f1"] is None
+                else f"macro-F1 {m['macro_f1']:.3f} against the sample's own categories on the {m['n']} "
+                "in-schema articles it scored (reporting only, not used by the gate)",
+            )
+        )
     rows.append(("topic mix changed", f"{r.change_at:%Y-%m-%d %H:%M} UTC ({mix_change()})"))
     if r.drift_events:
         for e in r.drift_events:
             t = datetime.fromisoformat(e["sim_time"])
+            if e.get("retrain") == "skipped":
+                rows.append((f"  drift event {t:%m-%d %H:%M}", e["reason"]))
+                continue
             rows.append(
                 (
                     f"  drift event {t:%m-%d %H:%M}",

@@ -35,6 +35,18 @@ log = logging.getLogger(__name__)
 Executor = Literal["multiprocess", "in_process"]
 
 
+def every_hours_cron(hours: int) -> str:
+    """A cron firing every `hours` hours from midnight (1..24).
+
+    `0 */24 * * *` is valid cron but its step exceeds the hour field's range: Dagster warns on
+    every ScheduleDefinition built from it (once per definitions load, i.e. per run and per
+    step process) and may normalise it to fire more often. Once a day is `0 0 * * *`.
+    """
+    if not 1 <= hours <= 24:
+        raise ValueError(f"every {hours} hours: expected 1..24")
+    return "0 0 * * *" if hours == 24 else f"0 */{hours} * * *"
+
+
 def _defs() -> dg.Definitions:
     from newsml_pipeline.definitions import build_definitions
 
@@ -79,6 +91,15 @@ class RetrainOutcome:
     failed_steps: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class SkippedRetrain:
+    """A retrain the schedule or the sensor did not start: its splits could not be built yet."""
+
+    as_of: datetime
+    trigger: str  # "schedule" | "drift"
+    reason: str
+
+
 @dataclass
 class Tally:
     """Counts over a simulation: runs per job, failures, retrains and their verdicts, drift events."""
@@ -92,8 +113,7 @@ class Tally:
     drift_events: list[dict[str, Any]] = field(default_factory=list)
     run_seconds: collections.Counter = field(default_factory=collections.Counter)
     retrains: list[RetrainOutcome] = field(default_factory=list)
-    # Weekly ticks that requested no retrain, with the schedule's reason ({"sim_time", "reason"}).
-    retrain_skips: list[dict[str, str | None]] = field(default_factory=list)
+    skipped: list[SkippedRetrain] = field(default_factory=list)
 
 
 def _float(meta: dict[str, Any], key: str) -> float | None:
@@ -227,50 +247,87 @@ class LivingSystem:
 
     def _schedule_context(self, t: datetime) -> dg.ScheduleEvaluationContext:
         return dg.build_schedule_context(
-            instance=self.instance, scheduled_execution_time=t, resources=self.defs.resources
+            instance=self.instance,
+            scheduled_execution_time=t,
+            resources=self.defs.resources,
+            repository_def=self.defs.get_repository_def(),  # resolves a partitioned job's requests
         )
 
+    def _schedule_requests(
+        self, schedule: dg.ScheduleDefinition, t: datetime
+    ) -> tuple[list[dg.RunRequest], str | None]:
+        """The schedule's tick at `t` as the daemon evaluates it: its requests carry the schedule's
+        name (`dagster/schedule_name`, the tag the UI shows), or its skip message."""
+        data = schedule.evaluate_tick(self._schedule_context(t))
+        tag = dg.DagsterRun.tags_for_schedule(schedule)
+        requests = [
+            req.with_replaced_attrs(tags={**(req.tags or {}), **tag}) for req in data.run_requests or []
+        ]
+        return requests, data.skip_message
+
+    def _skipped(self, t: datetime, trigger: str, message: str | None) -> SkippedRetrain | None:
+        """Record a retrain the readiness check skipped (other skips, e.g. "no drift", are not retrains)."""
+        from newsml_pipeline.defs.automation import RETRAIN_SKIPPED
+
+        if not message or RETRAIN_SKIPPED not in message:
+            return None
+        skipped = SkippedRetrain(as_of=t, trigger=trigger, reason=message)
+        self.tally.skipped.append(skipped)
+        log.info("retrain (%s) at %s skipped: %s", trigger, t, message)
+        return skipped
+
     def crawl_tick(self, t: datetime) -> int:
-        n = 0
-        for _ in self._hourly.evaluate_tick(self._schedule_context(t)).run_requests or []:
-            self.run("crawl_job", as_of=t, trigger="schedule")
-            n += 1
-        return n
+        requests, _ = self._schedule_requests(self._hourly, t)
+        for req in requests:
+            self.run("crawl_job", as_of=t, tags=dict(req.tags or {}), trigger="schedule")
+        return len(requests)
 
     def daily_tick(self, t: datetime) -> list[str]:
         """`daily_ingest_schedule` at `t` (00:30): one ingest_job run per requested day."""
-        days = []
-        for req in self._daily(self._schedule_context(t)):
+        requests, _ = self._schedule_requests(self._daily, t)
+        for req in requests:
             self.run(
                 "ingest_job",
                 as_of=t,
-                tags={"dagster/partition": req.partition_key, **(req.tags or {})},
+                tags={**(req.tags or {}), "dagster/partition": req.partition_key},
                 trigger="schedule",
             )
-            days.append(req.partition_key)
-        return days
+        return [req.partition_key for req in requests]
 
-    def weekly_tick(self, t: datetime) -> list[RetrainOutcome]:
-        out = []
-        tick = self._weekly.evaluate_tick(self._schedule_context(t))
-        if not tick.run_requests:
-            self.tally.retrain_skips.append({"sim_time": t.isoformat(), "reason": tick.skip_message})
-        for req in tick.run_requests or []:
+    def weekly_tick(self, t: datetime) -> list[RetrainOutcome | SkippedRetrain]:
+        """`weekly_retrain_schedule` at `t`: a retrain_job run, or the skip when it cannot run yet."""
+        requests, skip = self._schedule_requests(self._weekly, t)
+        out: list[RetrainOutcome | SkippedRetrain] = []
+        for req in requests:
             self.tally.retrains_requested["schedule"] += 1
             self.run("retrain_job", as_of=t, tags=dict(req.tags or {}), trigger="schedule")
             out.append(self.tally.retrains[-1])
+        skipped = self._skipped(t, "schedule", skip)
+        if skipped is not None:
+            out.append(skipped)
         return out
 
-    def sensor_tick(self, t: datetime) -> list[tuple[dict[str, Any], RetrainOutcome]]:
-        """`drift_sensor`'s tick function at `t`; each RunRequest becomes a retrain_job run."""
+    def sensor_tick(self, t: datetime) -> list[tuple[dict[str, Any], RetrainOutcome | SkippedRetrain]]:
+        """`drift_sensor`'s tick at `t`; each RunRequest becomes a retrain_job run, tagged with the
+        sensor's name as the daemon does. The sensor's readiness check acts as of `t`."""
+        from newsml_pipeline.defs.resources import NewsmlSettings
+
+        newsml = self.defs.resources["newsml"]
+        resources = {
+            **self.defs.resources,
+            "newsml": NewsmlSettings(home=newsml.home, config_file=newsml.config_file, as_of=t.isoformat()),
+        }
         ctx = dg.build_sensor_context(
-            instance=self.instance, cursor=self.cursor, resources=self.defs.resources
+            instance=self.instance,
+            cursor=self.cursor,
+            resources=resources,
+            repository_def=self.defs.get_repository_def(),
         )
-        res = self._sensor(ctx)
-        self.cursor = res.cursor or self.cursor
-        events = []
-        for req in res.run_requests or []:
-            tags = dict(req.tags or {})
+        data = self._sensor.evaluate_tick(ctx)
+        self.cursor = data.cursor or self.cursor
+        events: list[tuple[dict[str, Any], RetrainOutcome | SkippedRetrain]] = []
+        for req in data.run_requests or []:
+            tags = {**(req.tags or {}), **dg.DagsterRun.tags_for_sensor(self._sensor)}
             self.tally.retrains_requested["drift"] += 1
             event = {
                 "sim_time": t.isoformat(),
@@ -282,6 +339,17 @@ class LivingSystem:
             self.tally.drift_events.append(event)
             self.run("retrain_job", as_of=t, tags=tags, trigger="drift")
             events.append((event, self.tally.retrains[-1]))
+        skipped = self._skipped(t, "drift", data.skip_message)
+        if skipped is not None:
+            # drift was seen; only the retrain did not start
+            event = {
+                "sim_time": t.isoformat(),
+                **dict.fromkeys(("signal", "position", "mean_before", "mean_after")),
+                "retrain": "skipped",
+                "reason": skipped.reason,
+            }
+            self.tally.drift_events.append(event)
+            events.append((event, skipped))
         return events
 
     # ------------------------------------------------------------ the clock
@@ -293,13 +361,13 @@ class LivingSystem:
         *,
         after_ingest: Callable[[date], None] | None = None,
         on_drift: Callable[[dict[str, Any]], None] | None = None,
-        on_retrain: Callable[[RetrainOutcome], None] | None = None,
+        on_retrain: Callable[[RetrainOutcome | SkippedRetrain], None] | None = None,
         on_day: Callable[[date], None] | None = None,
     ) -> None:
         """Hour by hour from `start` to `end` (UTC, on the hour): crawl, ingest, retrain, sense.
 
         after_ingest(day) runs after the 00:30 ingest of `day` (the day that just ended);
-        on_drift(event) / on_retrain(outcome) report each drift request / retrain verdict;
+        on_drift(event) / on_retrain(outcome) report each drift detection / retrain verdict or skip;
         on_day(day) is called when a simulated day has ended.
         """
         t = start

@@ -47,7 +47,7 @@ def test_quick_newsroom_stores_every_article_once_and_a_backfill_loses_none(tmp_
     # The Monday 03:00 weekly tick fell inside the run: it either ran a retrain that reached a
     # verdict or was skipped by the schedule with a reason.
     weekly = [o for o in r["retrains"] if o["trigger"] == "schedule"]
-    assert weekly or any(s["reason"] for s in r["retrain_skips"]), (r["retrains"], r["retrain_skips"])
+    assert weekly or any(s["reason"] for s in r["retrains_skipped"]), (r["retrains"], r["retrains_skipped"])
     for o in r["retrains"]:  # every retrain that ran (weekly or drift) got to a verdict ...
         assert o["verdict"] in ("deployed", "blocked"), o
         assert o["trained"], o

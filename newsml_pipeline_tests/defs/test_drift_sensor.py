@@ -10,6 +10,7 @@ import polars as pl
 
 from newsml_pipeline.core.data.warehouse import Warehouse
 from newsml_pipeline.definitions import build_definitions
+from newsml_pipeline_tests.defs.split_rows import LABELS, READY_SETTINGS, write_articles
 
 
 def _scored(n: int, *, start: int, conf_mean: float, seed: int, t0: datetime) -> pl.DataFrame:
@@ -37,9 +38,10 @@ def _tick(defs: dg.Definitions, instance: dg.DagsterInstance, cursor: str | None
 
 
 def test_stationary_stream_skips_and_a_shift_requests_one_retrain(make_settings) -> None:
-    settings = make_settings(drift={"delta": 0.002, "cooldown_hours": 24})
+    settings = make_settings(**READY_SETTINGS, drift={"delta": 0.002, "cooldown_hours": 24})
     defs = build_definitions(settings)
     wh = Warehouse(settings.warehouse_path)
+    write_articles(wh, LABELS)  # the splits can be built: a detected shift may request a retrain
     instance = dg.DagsterInstance.ephemeral()
     t0 = datetime(2026, 11, 20, tzinfo=UTC)
 

@@ -1,4 +1,4 @@
-"""The whole chain as Dagster runs it: ingest_job, then retrain_job with the blocking gate.
+"""The whole chain as Dagster runs it: ingest_job, then retrain_job and its gate.
 
 A tiny random BERT stands in for MiniLM as training.base_model so this runs in about a minute;
 labeling still uses the real labeling functions (spaCy + packaged MiniLM embeddings) on real
@@ -84,6 +84,7 @@ def test_ingest_then_retrain_blocked_then_deployed(make_settings, bbc_inbox: Pat
 
     blocked = _run(defs, "retrain_job", instance)
     assert _checks(blocked)["evaluation_gate"] is False
+    assert blocked.success  # a blocked candidate is a verdict, not a failed run
     mats = (
         {e.asset_key.to_user_string() for e in blocked.get_asset_materialization_events()}
         if hasattr(blocked, "get_asset_materialization_events")

@@ -201,6 +201,16 @@ def test_short_demo_end_to_end_through_the_cli(tmp_path: Path) -> None:
     assert r["runs"].get("retrain_job", 0) == len(r["retrains"]) >= 1
     for o in r["retrains"]:
         assert o["verdict"] in ("deployed", "blocked"), o
+    # every deployed model is scored against the sample's own categories (reporting only)
+    f1 = r["deployed_model_macro_f1_vs_sample_categories"]
+    assert len(f1) == r["models_deployed"]
+    first_model = next(iter(f1.values()))  # deployed on day 6: it scored the days after
+    assert 0 <= first_model["macro_f1"] <= 1 and first_model["n"] > 0
+    for m in f1.values():  # a model deployed on the last day may not have scored anything yet
+        assert (m["macro_f1"] is None and m["n"] == 0) or (0 <= m["macro_f1"] <= 1 and m["n"] > 0), m
+    assert "vs HuffPost" in done.stdout
+    # Dagster's warning about `0 */24`-style crons came once per definitions load (~79 lines a demo)
+    assert "cron schedule" not in done.stderr
     out = done.stdout
     assert "newsml demo: summary" in out and "dagster dev" in out and "mlflow ui" in out
     assert "day 1 (" in done.stderr  # progress lines while it ran
@@ -208,6 +218,11 @@ def test_short_demo_end_to_end_through_the_cli(tmp_path: Path) -> None:
     with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home / "dagster"))) as instance:
         runs = instance.get_run_records(filters=dg.RunsFilter(tags=demo_run_tags(home)))
         assert len(runs) == sum(r["runs"].values())
+        # each run names the schedule or sensor it stands for, as the daemon's runs do (the UI
+        # then does not say "Manually launched")
+        for rec in runs:
+            tags = rec.dagster_run.tags
+            assert "dagster/schedule_name" in tags or tags.get("dagster/sensor_name") == "drift_sensor", tags
 
 
 def _outcome(verdict: str, trigger: str = "schedule") -> RetrainOutcome:
@@ -228,15 +243,41 @@ def _outcome(verdict: str, trigger: str = "schedule") -> RetrainOutcome:
 @pytest.mark.parametrize(
     ("verdicts", "failed", "ok"),
     [
-        (["deployed", "blocked"], {"retrain_job": 1}, True),  # a blocked drift retrain is a verdict
+        (["blocked"], {}, True),  # the gate said no: a verdict, the system worked
+        ([], {}, True),  # every retrain skipped (splits not ready): nothing broke
+        (["deployed", "blocked"], {}, True),
         (["deployed"], {}, True),
-        (["blocked"], {"retrain_job": 1}, False),  # nothing deployed
-        (["deployed", "failed before the gate"], {"retrain_job": 1}, False),
+        (["deployed", "failed before the gate"], {"retrain_job": 1}, False),  # a retrain broke
+        (["blocked"], {"retrain_job": 1}, False),  # a failed run is never excused by the gate
         (["deployed"], {"crawl_job": 1}, False),  # a crawl that failed is an error
     ],
 )
-def test_the_demo_succeeds_when_a_model_was_deployed_and_only_gates_blocked(
+def test_the_demo_exits_0_whatever_the_gate_said_and_1_when_a_run_broke(
     verdicts: list[str], failed: dict[str, int], ok: bool
 ) -> None:
     report = SimpleNamespace(retrains=[_outcome(v) for v in verdicts], failed=failed)
     assert demo_succeeded(report) is ok
+
+
+def test_deployed_models_are_scored_against_the_samples_own_categories() -> None:
+    """Per model version, macro-F1 on what it scored where HuffPost's category is in the schema."""
+    rows = [
+        # version 3: right on POLITICS twice, SPORTS once; one SPORTS story called POLITICS
+        ("3", "POLITICS", "POLITICS"),
+        ("3", "POLITICS", "POLITICS"),
+        ("3", "SPORTS", "SPORTS"),
+        ("3", "SPORTS", "POLITICS"),
+        ("3", "CRIME", "SPORTS"),  # outside the schema: no label can be right, not counted
+        ("3", None, "SPORTS"),  # not a story of the sample: not counted
+        ("12", "TECH", None),  # abstained: wrong
+        ("12", "TECH", "TECH"),
+    ]
+    f1 = demo.deployed_model_f1(rows)
+    assert list(f1) == ["3", "12"]  # deployment order, not string order
+    # POLITICS: P 2/3 R 1 -> 0.8; SPORTS: P 1 R 1/2 -> 2/3; macro 0.7333
+    assert f1["3"] == {"macro_f1": pytest.approx(0.7333, abs=1e-4), "n": 4}
+    assert f1["12"] == {"macro_f1": pytest.approx(2 / 3, abs=1e-4), "n": 2}  # TECH: P 1 R 1/2
+    assert demo.deployed_model_f1([]) == {}
+    # the deployments table's order; a model deployed after the last scoring has no number yet
+    assert list(demo.deployed_model_f1(rows, deployed=["12", "3", "15"])) == ["12", "3", "15"]
+    assert demo.deployed_model_f1(rows, deployed=["3", "15"])["15"] == {"macro_f1": None, "n": 0}
