@@ -24,7 +24,7 @@ from newsml_pipeline.settings import Settings
 from newsml_pipeline_tests.defs.conftest import write_config
 from newsml_pipeline_tests.defs.split_rows import LABELS, READY_SETTINGS, write_articles
 from newsml_pipeline_tests.defs.test_alerts import webhook  # noqa: F401 (fixture)
-from newsml_pipeline_tests.tiny_models import make_tiny_classifier_dir
+from testkit.tiny_models import make_tiny_classifier_dir
 
 
 def retrain_job() -> dg.JobDefinition:

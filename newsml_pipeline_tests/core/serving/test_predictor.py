@@ -135,7 +135,7 @@ def _confident_tiny_model(root: Path) -> Path:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from newsml_pipeline.core.training.inputs import format_input
-    from newsml_pipeline_tests.tiny_models import make_tiny_classifier_dir
+    from testkit.tiny_models import make_tiny_classifier_dir
 
     texts = [format_input(a.get("title"), a["text"]) for a in ARTICLES]
     model_dir = make_tiny_classifier_dir(root, LABELS, seed=3, texts=texts)
