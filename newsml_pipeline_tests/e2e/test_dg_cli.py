@@ -24,8 +24,12 @@ def dg_env(tmp_path: Path, newsml_home: Path) -> dict[str, str]:
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     rows = [
-        {"id": f"a{i}", "title": f"Story {i}", "text": f"Body of story {i}. " * 20,
-         "published": f"{DAY}T0{i}:00:00+00:00"}
+        {
+            "id": f"a{i}",
+            "title": f"Story {i}",
+            "text": f"Body of story {i}. " * 20,
+            "published": f"{DAY}T0{i}:00:00+00:00",
+        }
         for i in range(3)
     ]
     (inbox / "day.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -57,8 +61,15 @@ def test_dg_list_defs_lists_the_contract_names(dg_env: dict[str, str]) -> None:
     assert done.returncode == 0, done.stderr[-4000:]
     listed = json.loads(done.stdout)
     assets = {a["asset_key"] for a in listed["assets"]}
-    assert {"raw_articles", "labeled_articles", "dataset_splits", "candidate_model",
-            "model_evaluation", "deployed_model", "scored_articles"} <= assets
+    assert {
+        "raw_articles",
+        "labeled_articles",
+        "dataset_splits",
+        "candidate_model",
+        "model_evaluation",
+        "deployed_model",
+        "scored_articles",
+    } <= assets
     assert {"ingest_job", "retrain_job"} <= {j["name"] for j in listed["jobs"]}
     assert {"daily_ingest_schedule", "weekly_retrain_schedule"} <= {s["name"] for s in listed["schedules"]}
     assert "drift_sensor" in {s["name"] for s in listed["sensors"]}
