@@ -10,6 +10,7 @@ from newsml_pipeline.core.evaluation.gate import GateDecision
 from newsml_pipeline.core.registry.deployments import deploy_candidate
 from newsml_pipeline.defs.placement import LIGHT_STEP
 from newsml_pipeline.defs.resources import MlflowResource, WarehouseResource
+from newsml_pipeline.defs.retries import TRANSIENT_RETRY, retry_transient_only
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +21,7 @@ DEPLOYMENTS_TABLE = "deployments"
     group_name="deployment",
     kinds={"mlflow"},
     op_tags=LIGHT_STEP,
+    retry_policy=TRANSIENT_RETRY,  # network / shared-service faults (defs/retries.py)
     # Retrained weekly (and on drift); a champion older than two weeks means retrains keep failing.
     freshness_policy=dg.FreshnessPolicy.time_window(
         fail_window=timedelta(days=15), warn_window=timedelta(days=8)
@@ -30,6 +32,7 @@ DEPLOYMENTS_TABLE = "deployments"
         "is recorded in the deployments table. `newsml rollback` moves the alias back."
     ),
 )
+@retry_transient_only
 def deployed_model(
     context: dg.AssetExecutionContext,
     mlflow: MlflowResource,

@@ -11,6 +11,7 @@ from newsml_pipeline.core.serving.predictor import ChampionResolver
 from newsml_pipeline.defs.metadata import metadata_table, png_markdown
 from newsml_pipeline.defs.placement import GPU_STEP, LIGHT_STEP
 from newsml_pipeline.defs.resources import MlflowResource, NewsmlSettings, WarehouseResource
+from newsml_pipeline.defs.retries import TRANSIENT_RETRY, retry_transient_only
 from newsml_pipeline.defs.training import SPLITS_TABLE, split_rows_with_text
 
 log = logging.getLogger(__name__)
@@ -24,6 +25,7 @@ CODE_VERSION = "2"
     group_name="evaluation",
     deps=[dg.AssetKey(SPLITS_TABLE)],
     op_tags=GPU_STEP,
+    retry_policy=TRANSIENT_RETRY,  # network / shared-service faults (defs/retries.py)
     kinds={"mlflow", "scikitlearn"},
     code_version=CODE_VERSION,
     pool="gpu",  # loads the candidate/champion/zero-shot models onto CUDA when there is one
@@ -33,6 +35,7 @@ CODE_VERSION = "2"
         "matrix, calibration error and paired bootstrap intervals. Logged as an MLflow evaluation run."
     ),
 )
+@retry_transient_only
 def model_evaluation(
     context: dg.AssetExecutionContext,
     newsml: NewsmlSettings,

@@ -19,6 +19,7 @@ from newsml_pipeline.defs.clock import run_time
 from newsml_pipeline.defs.metadata import preview_table, source_report_table
 from newsml_pipeline.defs.placement import CRAWL_STEP
 from newsml_pipeline.defs.resources import NewsmlSettings, WarehouseResource
+from newsml_pipeline.defs.retries import TRANSIENT_RETRY, retry_transient_only
 from newsml_pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,7 @@ def build_ingestion_assets(partitions: dg.PartitionsDefinition) -> list[dg.Asset
         # One writer at a time: crawls and day writes of the store queue instead of racing.
         pool="ingestion",
         op_tags=CRAWL_STEP,
+        retry_policy=TRANSIENT_RETRY,  # network / shared-service faults (defs/retries.py)
         kinds={"duckdb", "python"},
         code_version=CODE_VERSION,
         description=(
@@ -91,6 +93,7 @@ def build_ingestion_assets(partitions: dg.PartitionsDefinition) -> list[dg.Asset
         ),
         tags={"layer": "bronze"},
     )
+    @retry_transient_only
     def crawled_articles(
         context: dg.AssetExecutionContext, newsml: NewsmlSettings, warehouse: WarehouseResource
     ) -> dg.MaterializeResult:
@@ -109,6 +112,7 @@ def build_ingestion_assets(partitions: dg.PartitionsDefinition) -> list[dg.Asset
         name=TABLE,
         group_name="ingestion",
         op_tags=CRAWL_STEP,
+        retry_policy=TRANSIENT_RETRY,  # network / shared-service faults (defs/retries.py)
         partitions_def=partitions,
         deps=[dg.AssetKey(STORE_TABLE)],
         # A backfill over many days reads the sources once and writes every day in one run.
@@ -128,6 +132,7 @@ def build_ingestion_assets(partitions: dg.PartitionsDefinition) -> list[dg.Asset
             fail_window=timedelta(hours=48), warn_window=timedelta(hours=36)
         ),
     )
+    @retry_transient_only
     def raw_articles(
         context: dg.AssetExecutionContext, newsml: NewsmlSettings, warehouse: WarehouseResource
     ) -> dg.MaterializeResult:

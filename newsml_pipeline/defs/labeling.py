@@ -21,6 +21,7 @@ from newsml_pipeline.core.labeling.trusted import collect_trusted_labels
 from newsml_pipeline.defs.metadata import metadata_table, quality_check_result
 from newsml_pipeline.defs.placement import GPU_STEP, LIGHT_STEP
 from newsml_pipeline.defs.resources import NewsmlSettings, WarehouseResource
+from newsml_pipeline.defs.retries import TRANSIENT_RETRY, retry_transient_only
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ LABEL_CHECKS = ["coverage", "class_balance", "duplicates", "label_conflicts", "t
     name=FEEDBACK_TABLE,
     group_name="labeling",
     op_tags=LIGHT_STEP,
+    retry_policy=TRANSIENT_RETRY,  # network / shared-service faults (defs/retries.py)
     deps=[dg.AssetKey("raw_articles")],
     kinds={"duckdb"},
     code_version=CODE_VERSION,
@@ -53,6 +55,7 @@ LABEL_CHECKS = ["coverage", "class_balance", "duplicates", "label_conflicts", "t
         "the rest kept."
     ),
 )
+@retry_transient_only
 def label_feedback(
     context: dg.AssetExecutionContext, newsml: NewsmlSettings, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
@@ -133,6 +136,7 @@ def build_labeling_assets(partitions: dg.PartitionsDefinition) -> list[dg.Assets
         name=TABLE,
         group_name="labeling",
         op_tags=GPU_STEP,
+        retry_policy=TRANSIENT_RETRY,  # network / shared-service faults (defs/retries.py)
         partitions_def=partitions,
         deps=[dg.AssetKey("raw_articles"), dg.AssetKey(FEEDBACK_TABLE)],
         check_specs=[dg.AssetCheckSpec(name, asset=TABLE) for name in LABEL_CHECKS],
@@ -147,6 +151,7 @@ def build_labeling_assets(partitions: dg.PartitionsDefinition) -> list[dg.Assets
         ),
         tags={"layer": "silver"},
     )
+    @retry_transient_only
     def labeled_articles(
         context: dg.AssetExecutionContext, newsml: NewsmlSettings, warehouse: WarehouseResource
     ) -> dg.MaterializeResult:

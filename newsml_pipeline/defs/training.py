@@ -18,6 +18,7 @@ from newsml_pipeline.defs.clock import run_time
 from newsml_pipeline.defs.metadata import metadata_table, quality_check_result
 from newsml_pipeline.defs.placement import GPU_STEP, WINDOW_STEP
 from newsml_pipeline.defs.resources import MlflowResource, NewsmlSettings, WarehouseResource
+from newsml_pipeline.defs.retries import TRANSIENT_RETRY, retry_transient_only
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,7 @@ def split_rows_with_text(wh) -> pl.DataFrame:
     name=SPLITS_TABLE,
     group_name="training",
     op_tags=WINDOW_STEP,
+    retry_policy=TRANSIENT_RETRY,  # network / shared-service faults (defs/retries.py)
     deps=[dg.AssetKey("labeled_articles"), dg.AssetKey("label_feedback")],
     kinds={"duckdb", "polars"},
     code_version=CODE_VERSION,
@@ -91,6 +93,7 @@ def split_rows_with_text(wh) -> pl.DataFrame:
     # Training on a class with a handful of examples is meaningless: block candidate_model.
     check_specs=[dg.AssetCheckSpec("min_class_count", asset=SPLITS_TABLE, blocking=True)],
 )
+@retry_transient_only
 def dataset_splits(
     context: dg.AssetExecutionContext, newsml: NewsmlSettings, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
@@ -162,6 +165,7 @@ def discard_stale_checkpoints(models_dir: Path, *, keep: Path) -> None:
     group_name="training",
     deps=[dg.AssetKey(SPLITS_TABLE)],
     op_tags=GPU_STEP,
+    retry_policy=TRANSIENT_RETRY,  # network / shared-service faults (defs/retries.py)
     # Two trainings never fight for one device: the `gpu` pool has one slot (dagster.yaml).
     pool="gpu",
     kinds={"pytorch", "mlflow", "huggingface"},
@@ -172,6 +176,7 @@ def discard_stale_checkpoints(models_dir: Path, *, keep: Path) -> None:
         "the merged model is registered as a new version of mlflow.registered_model (no alias: deployment moves aliases)."
     ),
 )
+@retry_transient_only
 def candidate_model(
     context: dg.AssetExecutionContext,
     newsml: NewsmlSettings,
