@@ -10,6 +10,7 @@ import dagster as dg
 
 from newsml_pipeline.defs.alerts import run_failure_alert_sensor
 from newsml_pipeline.defs.automation import build_drift_sensor, build_jobs, build_schedules
+from newsml_pipeline.defs.champion import champion_alias_sensor
 from newsml_pipeline.defs.deployment import deployed_model
 from newsml_pipeline.defs.evaluation import evaluation_assets, evaluation_checks
 from newsml_pipeline.defs.ingestion import build_ingestion_assets
@@ -58,7 +59,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         asset_checks=[*evaluation_checks],
         jobs=[ingest_job, retrain_job, crawl_job],
         schedules=build_schedules(ingest_job, retrain_job, crawl_job, settings.config),
-        sensors=[build_drift_sensor(retrain_job), run_failure_alert_sensor],
+        sensors=[build_drift_sensor(retrain_job), run_failure_alert_sensor, champion_alias_sensor],
         resources=build_resources(settings),
         executor=executor_from_env(),  # NEWSML_EXECUTOR: default multiprocess, k8s = a Job per step
     )
