@@ -89,6 +89,8 @@ def model_evaluation(
         artifact_root=mlflow.artifact_root,
         registered_model=mlflow.registered_model,
         model_version=candidate_model["version"],
+        model_id=candidate_model.get("model_id"),  # MLflow 3: metrics on the candidate's model page
+        test_rows=test_rows,
     )
     value = result.to_dict() | {"candidate": candidate_model, "evaluation_run_id": eval_run_id}
     metadata: dict[str, Any] = {

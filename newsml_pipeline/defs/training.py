@@ -221,6 +221,7 @@ def candidate_model(
         "registered_model": logged.registered_model,
         "version": logged.version,
         "model_uri": logged.model_uri,
+        "model_id": logged.model_id,
         "model_dir": str(result.model_dir),
         "metrics": {k: float(v) for k, v in logged.metrics.items()},
     }
