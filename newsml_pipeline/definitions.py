@@ -10,6 +10,7 @@ import dagster as dg
 
 from newsml_pipeline.defs.alerts import run_failure_alert_sensor
 from newsml_pipeline.defs.automation import build_drift_sensor, build_jobs, build_schedules
+from newsml_pipeline.defs.catalog import with_catalog_metadata
 from newsml_pipeline.defs.champion import champion_alias_sensor
 from newsml_pipeline.defs.deployment import deployed_model
 from newsml_pipeline.defs.evaluation import evaluation_assets, evaluation_checks
@@ -55,7 +56,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     ]
     ingest_job, retrain_job, crawl_job = build_jobs(partitions)
     return dg.Definitions(
-        assets=assets,
+        assets=with_catalog_metadata(assets),  # owners, column schemas (defs/catalog.py)
         asset_checks=[*evaluation_checks],
         jobs=[ingest_job, retrain_job, crawl_job],
         schedules=build_schedules(ingest_job, retrain_job, crawl_job, settings.config),

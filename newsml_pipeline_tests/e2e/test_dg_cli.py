@@ -12,6 +12,8 @@ import dagster as dg
 import pytest
 
 from newsml_pipeline.core.data.warehouse import Warehouse
+from newsml_pipeline.defs.catalog import TABLE_COLUMNS
+from newsml_pipeline.defs.labeling import LABEL_CHECKS
 from newsml_pipeline_tests.dagster_cli import run_dg
 from newsml_pipeline_tests.defs.conftest import write_config
 
@@ -76,12 +78,21 @@ def test_dg_list_defs_lists_the_contract_names(dg_env: dict[str, str]) -> None:
 
 
 def test_dg_launch_materializes_a_partition(dg_env: dict[str, str], newsml_home: Path) -> None:
-    """`dg launch --assets raw_articles --partition DAY` runs the step and records it in DAGSTER_HOME."""
-    done = run_dg("launch", "--assets", "raw_articles", "--partition", DAY, env=dg_env)
+    """`dg launch --assets raw_articles,labeled_articles --partition DAY` runs the steps and records
+    them in DAGSTER_HOME: the materializations and labeled_articles' checks on that day, and the
+    tables have the columns the catalog's column schemas declare."""
+    done = run_dg("launch", "--assets", "raw_articles,labeled_articles", "--partition", DAY, env=dg_env)
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
-    stored = Warehouse(newsml_home / "warehouse.duckdb").read("raw_articles")
+    wh = Warehouse(newsml_home / "warehouse.duckdb")
+    stored = wh.read("raw_articles")
     assert sorted(stored["article_id"].to_list()) == sorted(stored["article_id"].unique().to_list())
     assert len(stored) == 3
+    for table in ("raw_articles", "labeled_articles", "crawled_articles"):
+        assert wh.read(table).columns == list(TABLE_COLUMNS[table]), table
     with dg.DagsterInstance.from_config(dg_env["DAGSTER_HOME"]) as instance:
         event = instance.get_latest_materialization_event(dg.AssetKey("raw_articles"))
         assert event is not None and event.asset_materialization.partition == DAY
+        for name in LABEL_CHECKS:
+            key = dg.AssetCheckKey(dg.AssetKey("labeled_articles"), name)
+            [record] = instance.event_log_storage.get_asset_check_execution_history(key, limit=5)
+            assert record.partition == DAY and record.status.value in ("SUCCEEDED", "FAILED"), name
