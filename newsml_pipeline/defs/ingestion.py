@@ -15,6 +15,7 @@ import polars as pl
 
 from newsml_pipeline.core.crawl.sources import SourceReport, collect_articles, every_source_failed
 from newsml_pipeline.core.data.article_store import STORE_TABLE, ArticleStore, RecordStats, check_no_loss
+from newsml_pipeline.core.data.coverage import days_label, unservable_days
 from newsml_pipeline.defs.clock import run_time
 from newsml_pipeline.defs.metadata import preview_table, source_report_table
 from newsml_pipeline.defs.placement import CRAWL_STEP
@@ -73,6 +74,14 @@ def _crawl_metadata(batch: pl.DataFrame, reports: list[SourceReport], stats: Rec
         "failed_sources": dg.MetadataValue.json([r.source for r in reports if r.failed]),
         "sources": dg.MetadataValue.md(source_report_table(reports)),
     }
+
+
+def _unservable(batch: pl.DataFrame, day_rows: dict[date, pl.DataFrame]) -> list[date]:
+    """Requested days that neither the store nor what the sources hold now can fill."""
+    oldest = batch["partition_date"].min() if len(batch) else None
+    return unservable_days(
+        sorted(day_rows), stored={d: len(r) for d, r in day_rows.items()}, oldest_served=oldest
+    )
 
 
 def build_ingestion_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
@@ -141,9 +150,28 @@ def build_ingestion_assets(partitions: dg.PartitionsDefinition) -> list[dg.Asset
         store = article_store(settings, warehouse)
         batch, reports, stats = crawl_into_store(context, settings, store)
         wh = store.wh
+        day_rows = {day: store.day(day) for day in days}
+        cannot = _unservable(batch, day_rows)
+        if len(cannot) == len(days):  # nothing in this run can be ingested: say so, write nothing
+            raise dg.Failure(
+                description=(
+                    f"no source can serve {days_label(cannot)}: nothing is stored for those days and the "
+                    f"sources hold articles from {batch['partition_date'].min()} on (feeds keep days, not "
+                    "years). Nothing was written. Backfill later days, or drop an archive covering them "
+                    "into a local source."
+                ),
+                allow_retries=False,
+                metadata={"sources": dg.MetadataValue.md(source_report_table(reports))},
+            )
+        if cannot:
+            context.log.warning(
+                "no source can serve %s (nothing stored, older than every article the sources hold): "
+                "written empty",
+                days_label(cannot),
+            )
         written: list[pl.DataFrame] = []
         for day in days:
-            rows = store.day(day)
+            rows = day_rows[day]
             old = (
                 set(wh.query(f"SELECT article_id FROM {TABLE} WHERE partition_date = ?", [day])["article_id"])
                 if wh.table_exists(TABLE)
@@ -162,6 +190,7 @@ def build_ingestion_assets(partitions: dg.PartitionsDefinition) -> list[dg.Asset
                 "dagster/row_count": dg.MetadataValue.int(len(all_rows)),
                 "rows_written": len(all_rows),
                 **_crawl_metadata(batch, reports, stats),
+                "unservable_days": len(cannot),
                 "stored_for_other_days": sum(n for d, n in stats.new_per_day.items() if d not in run_days),
                 "per_source_rows": dg.MetadataValue.json(
                     dict(all_rows.group_by("source").len().iter_rows()) if len(all_rows) else {}
