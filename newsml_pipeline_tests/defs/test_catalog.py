@@ -52,7 +52,9 @@ def test_labeled_articles_checks_are_per_day(graph) -> None:  # noqa: ANN001
 
 
 @pytest.mark.parametrize("path", INSTANCE_YAMLS, ids=lambda p: p.name)
-def test_instance_configs_ship_without_the_new_user_popup(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_instance_configs_ship_without_the_new_user_popup(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for k, v in PG_ENV.items():
         monkeypatch.setenv(k, v)
     assert yaml.safe_load(path.read_text())["nux"] == {"enabled": False}

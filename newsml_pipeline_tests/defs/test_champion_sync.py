@@ -26,7 +26,9 @@ def registry(newsml_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     uri = f"sqlite:///{newsml_home / 'mlflow.db'}"  # Settings' default store under NEWSML_HOME
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     client.create_registered_model(NAME)
-    versions = [str(client.create_model_version(NAME, source=f"file:///nowhere/{i}").version) for i in range(3)]
+    versions = [
+        str(client.create_model_version(NAME, source=f"file:///nowhere/{i}").version) for i in range(3)
+    ]
     set_champion(client, NAME, versions[0], reason="first")
     set_champion(client, NAME, versions[1], reason="gate passed")
     dagster_home = tmp_path / "dagster_home"

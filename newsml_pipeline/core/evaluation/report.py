@@ -346,7 +346,9 @@ def log_evaluation_run(
     try:
         test_set = None
         if test_rows is not None:
-            test_set = log_split_inputs(client, run_id, test_rows.with_columns(pl.lit("test").alias("split")))["test"]
+            test_set = log_split_inputs(
+                client, run_id, test_rows.with_columns(pl.lit("test").alias("split"))
+            )["test"]
         if model_id:
             client.log_inputs(run_id, models=[LoggedModelInput(model_id)])
         client.log_batch(

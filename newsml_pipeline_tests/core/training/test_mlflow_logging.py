@@ -150,9 +150,7 @@ def test_failed_training_marks_the_run_failed(mlflow_home: Path, tmp_path: Path)
 def test_run_lists_the_three_splits_as_dataset_inputs(logged: LoggedModel, mlflow_home: Path) -> None:
     """MLflow's run page shows what the model was trained, early-stopped and scored on."""
     inputs = _client(mlflow_home).get_run(logged.run_id).inputs.dataset_inputs
-    by_context = {
-        next(t.value for t in i.tags if t.key == "mlflow.data.context"): i.dataset for i in inputs
-    }
+    by_context = {next(t.value for t in i.tags if t.key == "mlflow.data.context"): i.dataset for i in inputs}
     assert set(by_context) == {"train", "val", "test"}
     frame = toy_frame()
     for split, ds in by_context.items():
