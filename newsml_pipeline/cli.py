@@ -251,7 +251,38 @@ def cmd_rollback(args: argparse.Namespace, settings: Settings, out: IO[str]) -> 
         f"rolled back {name}: champion is now version {restored.version} "
         f"(was {demoted.version}; reason: {args.reason})\n"
     )
+    out.write(_report_rollback(settings, restored.version, demoted.version, row, args.reason) + "\n")
     return 0
+
+
+def _report_rollback(settings: Settings, restored: str, demoted: str, row: Any, reason: str) -> str:
+    """Record the rollback in the Dagster instance (DAGSTER_HOME, else ./dagster.yaml's folder, as
+    `newsml run`), so the UI's deployed_model shows the version the registry serves."""
+    import os
+
+    home = os.environ.get("DAGSTER_HOME") or (str(Path.cwd()) if Path("dagster.yaml").is_file() else None)
+    if home is None:
+        return "no Dagster instance here (DAGSTER_HOME unset): champion_alias_sensor will record it in the UI"
+    import dagster as dg
+
+    from newsml_pipeline.defs.champion import report_champion
+
+    name = settings.config.mlflow.registered_model
+    try:
+        with dg.DagsterInstance.from_config(home) as instance:
+            report_champion(
+                instance,
+                registered_model=name,
+                version=restored,
+                previous_version=demoted,
+                action="rollback",
+                by=f"newsml rollback ({row['deployed_by'][0]})",
+                reason=reason,
+            )
+    except Exception as e:  # the registry already moved; the sensor records it later
+        log.warning("rollback done, but recording it in the Dagster instance at %s failed: %s", home, e)
+        return f"not recorded in the Dagster instance at {home} ({e}); champion_alias_sensor will record it"
+    return f"recorded in the Dagster instance at {home}: deployed_model shows version {restored}"
 
 
 def _age(iso: str | None) -> str:

@@ -21,6 +21,8 @@ try:
 
     from newsml_pipeline.defs.alerts import run_failure_alert_sensor
     from newsml_pipeline.defs.automation import build_drift_sensor, build_jobs, build_schedules
+    from newsml_pipeline.defs.catalog import with_catalog_metadata
+    from newsml_pipeline.defs.champion import champion_alias_sensor
     from newsml_pipeline.defs.deployment import deployed_model
     from newsml_pipeline.defs.entities import (
         build_entity_assets,
@@ -79,7 +81,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     ]
     ingest_job, retrain_job, crawl_job = build_jobs(partitions)
     return dg.Definitions(
-        assets=assets,
+        assets=with_catalog_metadata(assets),  # owners, column schemas (defs/catalog.py)
         asset_checks=[*evaluation_checks, *entity_checks],
         jobs=[ingest_job, retrain_job, crawl_job, *entity_jobs],
         schedules=[
@@ -89,6 +91,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         sensors=[
             build_drift_sensor(retrain_job),
             run_failure_alert_sensor,
+            champion_alias_sensor,
             *([build_entity_drift_sensor(entity_jobs)] if entity_jobs else []),
         ],
         resources=build_resources(settings),

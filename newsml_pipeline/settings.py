@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -76,7 +77,20 @@ Source = Annotated[RssSource | LocalSource | HfSource, Field(discriminator="kind
 class PartitionsConfig(_Strict):
     """Daily partitions by published date; start_date bounds what can be backfilled."""
 
-    start_date: str = "2020-01-01"
+    # Unset: `lookback_days` before today (UTC) when the config loads: the days that feeds and a
+    # recently started store can hold, so the UI lists a range worth clicking (not years of empty
+    # days). Set it to backfill an older dated source (an archive in the inbox).
+    start_date: str = ""
+    lookback_days: int = Field(default=90, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _recent_start(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not data.get("start_date"):
+            lookback = int(data.get("lookback_days", cls.model_fields["lookback_days"].default))
+            start = datetime.now(UTC).date() - timedelta(days=lookback)
+            data = {**data, "start_date": start.isoformat()}
+        return data
 
     @field_validator("start_date")
     @classmethod
@@ -508,7 +522,7 @@ class NewsmlConfig(_Strict):
     """The whole YAML file. Unknown top-level keys are errors."""
 
     sources: list[Source] = Field(default_factory=list)
-    partitions: PartitionsConfig = PartitionsConfig()
+    partitions: PartitionsConfig = Field(default_factory=PartitionsConfig)  # start: today - lookback_days
     crawl: CrawlConfig = CrawlConfig()
     schedules: SchedulesConfig = SchedulesConfig()
     labels: LabelsConfig

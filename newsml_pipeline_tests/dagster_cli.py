@@ -48,3 +48,16 @@ def materialize(
         text=True,
         timeout=timeout,
     )
+
+
+def dg_cmd(*args: str) -> list[str]:
+    """The `dg` command line (dagster-dg-cli, the dev extra) from this interpreter's environment."""
+    dg = Path(sys.executable).parent / "dg"
+    if not dg.exists():
+        raise FileNotFoundError(f"{dg} not found: install the dev extra (dagster-dg-cli)")
+    return [str(dg), *args]
+
+
+def run_dg(*args: str, env: dict[str, str], timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run `dg ARGS` from the repo root, where pyproject.toml's [tool.dg] makes it a dg project."""
+    return subprocess.run(dg_cmd(*args), cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)

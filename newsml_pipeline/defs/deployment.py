@@ -17,6 +17,7 @@ from newsml_pipeline.core.evaluation.gate import GateDecision
 from newsml_pipeline.core.registry.deployments import deploy_candidate
 from newsml_pipeline.defs.placement import LIGHT_STEP
 from newsml_pipeline.defs.resources import MlflowResource, WarehouseResource
+from newsml_pipeline.defs.retries import TRANSIENT_RETRY, retry_transient_only
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,7 @@ DEPLOYMENTS_TABLE = "deployments"
     op_tags=LIGHT_STEP,
     # Not materialized when the gate blocked the candidate: a verdict, the run still succeeds.
     output_required=False,
+    retry_policy=TRANSIENT_RETRY,  # network / shared-service faults (defs/retries.py)
     # Retrained weekly (and on drift); a champion older than two weeks means retrains keep failing.
     freshness_policy=dg.FreshnessPolicy.time_window(
         fail_window=timedelta(days=15), warn_window=timedelta(days=8)
@@ -40,6 +42,7 @@ DEPLOYMENTS_TABLE = "deployments"
         "an observation says why). `newsml rollback` moves the alias back."
     ),
 )
+@retry_transient_only
 def deployed_model(
     context: dg.AssetExecutionContext,
     mlflow: MlflowResource,

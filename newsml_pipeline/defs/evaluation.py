@@ -23,6 +23,7 @@ from newsml_pipeline.core.serving.predictor import ChampionResolver
 from newsml_pipeline.defs.metadata import metadata_table, png_markdown
 from newsml_pipeline.defs.placement import GPU_STEP, LIGHT_STEP, model_step_pool
 from newsml_pipeline.defs.resources import MlflowResource, NewsmlSettings, WarehouseResource
+from newsml_pipeline.defs.retries import TRANSIENT_RETRY, retry_transient_only
 from newsml_pipeline.defs.training import SPLITS_TABLE, split_rows_with_text
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ CODE_VERSION = "2"
     group_name="evaluation",
     deps=[dg.AssetKey(SPLITS_TABLE)],
     op_tags=GPU_STEP,
+    retry_policy=TRANSIENT_RETRY,  # network / shared-service faults (defs/retries.py)
     kinds={"mlflow", "scikitlearn"},
     code_version=CODE_VERSION,
     pool=model_step_pool("model_evaluation"),  # candidate/champion/zero-shot models go on CUDA if any
@@ -45,6 +47,7 @@ CODE_VERSION = "2"
         "matrix, calibration error and paired bootstrap intervals. Logged as an MLflow evaluation run."
     ),
 )
+@retry_transient_only
 def model_evaluation(
     context: dg.AssetExecutionContext,
     newsml: NewsmlSettings,
@@ -98,6 +101,8 @@ def model_evaluation(
         artifact_root=mlflow.artifact_root,
         registered_model=mlflow.registered_model,
         model_version=candidate_model["version"],
+        model_id=candidate_model.get("model_id"),  # MLflow 3: metrics on the candidate's model page
+        test_rows=test_rows,
     )
     value = result.to_dict() | {"candidate": candidate_model, "evaluation_run_id": eval_run_id}
     metadata: dict[str, Any] = {

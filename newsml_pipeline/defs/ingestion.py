@@ -15,10 +15,12 @@ import polars as pl
 
 from newsml_pipeline.core.crawl.sources import SourceReport, collect_articles, every_source_failed
 from newsml_pipeline.core.data.article_store import STORE_TABLE, ArticleStore, RecordStats, check_no_loss
+from newsml_pipeline.core.data.coverage import days_label, unservable_days
 from newsml_pipeline.defs.clock import run_time
 from newsml_pipeline.defs.metadata import preview_table, source_report_table
 from newsml_pipeline.defs.placement import CRAWL_STEP
 from newsml_pipeline.defs.resources import NewsmlSettings, WarehouseResource
+from newsml_pipeline.defs.retries import TRANSIENT_RETRY, retry_transient_only
 from newsml_pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -74,6 +76,14 @@ def _crawl_metadata(batch: pl.DataFrame, reports: list[SourceReport], stats: Rec
     }
 
 
+def _unservable(batch: pl.DataFrame, day_rows: dict[date, pl.DataFrame]) -> list[date]:
+    """Requested days that neither the store nor what the sources hold now can fill."""
+    oldest = batch["partition_date"].min() if len(batch) else None
+    return unservable_days(
+        sorted(day_rows), stored={d: len(r) for d, r in day_rows.items()}, oldest_served=oldest
+    )
+
+
 def build_ingestion_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
     @dg.asset(
         name=STORE_TABLE,
@@ -81,6 +91,7 @@ def build_ingestion_assets(partitions: dg.PartitionsDefinition) -> list[dg.Asset
         # One writer at a time: crawls and day writes of the store queue instead of racing.
         pool="ingestion",
         op_tags=CRAWL_STEP,
+        retry_policy=TRANSIENT_RETRY,  # network / shared-service faults (defs/retries.py)
         kinds={"duckdb", "python"},
         code_version=CODE_VERSION,
         description=(
@@ -91,6 +102,7 @@ def build_ingestion_assets(partitions: dg.PartitionsDefinition) -> list[dg.Asset
         ),
         tags={"layer": "bronze"},
     )
+    @retry_transient_only
     def crawled_articles(
         context: dg.AssetExecutionContext, newsml: NewsmlSettings, warehouse: WarehouseResource
     ) -> dg.MaterializeResult:
@@ -109,6 +121,7 @@ def build_ingestion_assets(partitions: dg.PartitionsDefinition) -> list[dg.Asset
         name=TABLE,
         group_name="ingestion",
         op_tags=CRAWL_STEP,
+        retry_policy=TRANSIENT_RETRY,  # network / shared-service faults (defs/retries.py)
         partitions_def=partitions,
         deps=[dg.AssetKey(STORE_TABLE)],
         # A backfill over many days reads the sources once and writes every day in one run.
@@ -128,6 +141,7 @@ def build_ingestion_assets(partitions: dg.PartitionsDefinition) -> list[dg.Asset
             fail_window=timedelta(hours=48), warn_window=timedelta(hours=36)
         ),
     )
+    @retry_transient_only
     def raw_articles(
         context: dg.AssetExecutionContext, newsml: NewsmlSettings, warehouse: WarehouseResource
     ) -> dg.MaterializeResult:
@@ -136,9 +150,28 @@ def build_ingestion_assets(partitions: dg.PartitionsDefinition) -> list[dg.Asset
         store = article_store(settings, warehouse)
         batch, reports, stats = crawl_into_store(context, settings, store)
         wh = store.wh
+        day_rows = {day: store.day(day) for day in days}
+        cannot = _unservable(batch, day_rows)
+        if len(cannot) == len(days):  # nothing in this run can be ingested: say so, write nothing
+            raise dg.Failure(
+                description=(
+                    f"no source can serve {days_label(cannot)}: nothing is stored for those days and the "
+                    f"sources hold articles from {batch['partition_date'].min()} on (feeds keep days, not "
+                    "years). Nothing was written. Backfill later days, or drop an archive covering them "
+                    "into a local source."
+                ),
+                allow_retries=False,
+                metadata={"sources": dg.MetadataValue.md(source_report_table(reports))},
+            )
+        if cannot:
+            context.log.warning(
+                "no source can serve %s (nothing stored, older than every article the sources hold): "
+                "written empty",
+                days_label(cannot),
+            )
         written: list[pl.DataFrame] = []
         for day in days:
-            rows = store.day(day)
+            rows = day_rows[day]
             old = (
                 set(wh.query(f"SELECT article_id FROM {TABLE} WHERE partition_date = ?", [day])["article_id"])
                 if wh.table_exists(TABLE)
@@ -157,6 +190,7 @@ def build_ingestion_assets(partitions: dg.PartitionsDefinition) -> list[dg.Asset
                 "dagster/row_count": dg.MetadataValue.int(len(all_rows)),
                 "rows_written": len(all_rows),
                 **_crawl_metadata(batch, reports, stats),
+                "unservable_days": len(cannot),
                 "stored_for_other_days": sum(n for d, n in stats.new_per_day.items() if d not in run_days),
                 "per_source_rows": dg.MetadataValue.json(
                     dict(all_rows.group_by("source").len().iter_rows()) if len(all_rows) else {}

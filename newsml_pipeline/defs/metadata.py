@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -123,4 +123,31 @@ def quality_check_result(r: QualityResult, *, asset: str, prefix: str = "") -> d
         metadata={
             k: dg.MetadataValue.json(v) if isinstance(v, (dict, list)) else v for k, v in r.metadata.items()
         },
+    )
+
+
+def partitions_label(keys: Sequence[str]) -> str:
+    """`2026-11-18`, or `2026-11-18...2026-11-20` for a range (the CLI's --partition-range form)."""
+    keys = sorted(keys)
+    return keys[0] if len(keys) == 1 else f"{keys[0]}...{keys[-1]}"
+
+
+def scoped_check_result(result: dg.AssetCheckResult, partition_keys: Sequence[str]) -> dg.AssetCheckResult:
+    """The check result with the partition(s) it checked in its metadata (a partitioned check spec
+    also records a one-day run's result on that day; a range run's result is the range's summary)."""
+    return result.with_metadata({**result.metadata, "partitions": partitions_label(partition_keys)})
+
+
+def partition_check_evaluation(r: QualityResult, *, asset: str, partition: str) -> dg.AssetCheckEvaluation:
+    """One day's result of a partitioned check, logged by a step that covers several days so each
+    day's check shows on that day's partition."""
+    res = quality_check_result(r, asset=asset)
+    return dg.AssetCheckEvaluation(
+        asset_key=dg.AssetKey(asset),
+        check_name=r.name,
+        passed=r.passed,
+        severity=res.severity,
+        description=res.description,
+        metadata={**res.metadata, "partitions": partition},
+        partition=partition,
     )

@@ -12,6 +12,7 @@ from newsml_pipeline.core.serving.predictor import AUTO_LABELER_VERSION, Predict
 from newsml_pipeline.defs.metadata import metadata_table
 from newsml_pipeline.defs.placement import GPU_STEP, model_step_pool
 from newsml_pipeline.defs.resources import NewsmlSettings, WarehouseResource
+from newsml_pipeline.defs.retries import TRANSIENT_RETRY, retry_transient_only
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +101,7 @@ def build_monitoring_assets(partitions: dg.PartitionsDefinition) -> list[dg.Asse
         name=TABLE,
         group_name="monitoring",
         op_tags=GPU_STEP,
+        retry_policy=TRANSIENT_RETRY,  # network / shared-service faults (defs/retries.py)
         partitions_def=partitions,
         deps=[dg.AssetKey("raw_articles"), dg.AssetKey("labeled_articles"), dg.AssetKey("deployed_model")],
         backfill_policy=dg.BackfillPolicy.single_run(),
@@ -112,6 +114,7 @@ def build_monitoring_assets(partitions: dg.PartitionsDefinition) -> list[dg.Asse
             "drift_sensor feeds this stream to river ADWIN."
         ),
     )
+    @retry_transient_only
     def scored_articles(
         context: dg.AssetExecutionContext, newsml: NewsmlSettings, warehouse: WarehouseResource
     ) -> dg.MaterializeResult:

@@ -15,6 +15,7 @@ from newsml_pipeline.core.serving.predictor import AUTO_LABELER_VERSION
 from newsml_pipeline.defs.metadata import preview_table
 from newsml_pipeline.defs.placement import CRAWL_STEP
 from newsml_pipeline.defs.resources import NewsmlSettings, WarehouseResource
+from newsml_pipeline.defs.retries import TRANSIENT_RETRY, retry_transient_only
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,7 @@ def build_review_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDe
         code_version=CODE_VERSION,
         # a few hundred sentence embeddings and a k-means: CPU-sized (on Kubernetes, a CPU pod)
         op_tags=CRAWL_STEP,
+        retry_policy=TRANSIENT_RETRY,  # network / shared-service faults (defs/retries.py)
         description=(
             "Per day, up to review.daily_budget articles most worth a person's label: the most uncertain "
             "(champion's, else the label model's confidence) in each k-means cluster of the labeller's "
@@ -77,6 +79,7 @@ def build_review_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDe
             "article already labelled. Served one at a time by `newsml label`."
         ),
     )
+    @retry_transient_only
     def review_queue(
         context: dg.AssetExecutionContext, newsml: NewsmlSettings, warehouse: WarehouseResource
     ) -> dg.MaterializeResult:

@@ -18,6 +18,7 @@ from newsml_pipeline.defs.clock import run_time
 from newsml_pipeline.defs.metadata import metadata_table, quality_check_result
 from newsml_pipeline.defs.placement import GPU_STEP, WINDOW_STEP, model_step_pool
 from newsml_pipeline.defs.resources import MlflowResource, NewsmlSettings, WarehouseResource
+from newsml_pipeline.defs.retries import TRANSIENT_RETRY, retry_transient_only
 from newsml_pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,7 @@ def split_rows_with_text(wh) -> pl.DataFrame:
     name=SPLITS_TABLE,
     group_name="training",
     op_tags=WINDOW_STEP,
+    retry_policy=TRANSIENT_RETRY,  # network / shared-service faults (defs/retries.py)
     deps=[dg.AssetKey("labeled_articles"), dg.AssetKey("label_feedback")],
     kinds={"duckdb", "polars"},
     code_version=CODE_VERSION,
@@ -121,6 +123,7 @@ def split_rows_with_text(wh) -> pl.DataFrame:
     # Training on a class with a handful of examples is meaningless: block candidate_model.
     check_specs=[dg.AssetCheckSpec("min_class_count", asset=SPLITS_TABLE, blocking=True)],
 )
+@retry_transient_only
 def dataset_splits(
     context: dg.AssetExecutionContext, newsml: NewsmlSettings, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
@@ -187,6 +190,7 @@ def discard_stale_checkpoints(models_dir: Path, *, keep: Path) -> None:
     group_name="training",
     deps=[dg.AssetKey(SPLITS_TABLE)],
     op_tags=GPU_STEP,
+    retry_policy=TRANSIENT_RETRY,  # network / shared-service faults (defs/retries.py)
     # Two trainings never fight for one device or a checkpoint dir: its pool (`gpu` where there are
     # GPUs, else `training`) has one slot (dagster.yaml).
     pool=model_step_pool("candidate_model"),
@@ -198,6 +202,7 @@ def discard_stale_checkpoints(models_dir: Path, *, keep: Path) -> None:
         "the merged model is registered as a new version of mlflow.registered_model (no alias: deployment moves aliases)."
     ),
 )
+@retry_transient_only
 def candidate_model(
     context: dg.AssetExecutionContext,
     newsml: NewsmlSettings,
@@ -242,6 +247,7 @@ def candidate_model(
         "registered_model": logged.registered_model,
         "version": logged.version,
         "model_uri": logged.model_uri,
+        "model_id": logged.model_id,
         "model_dir": str(result.model_dir),
         "metrics": {k: float(v) for k, v in logged.metrics.items()},
     }

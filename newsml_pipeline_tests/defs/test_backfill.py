@@ -90,5 +90,13 @@ def test_three_day_backfill_from_the_cli_is_one_run_and_idempotent(
 
     with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(tmp_path / "dagster_home"))) as instance:
         runs = instance.get_runs()
+        # labeled_articles' checks are per day: each day of the one-run backfill has its own result
+        from newsml_pipeline.defs.labeling import LABEL_CHECKS
+
+        for name in LABEL_CHECKS:
+            key = dg.AssetCheckKey(dg.AssetKey("labeled_articles"), name)
+            records = instance.event_log_storage.get_asset_check_execution_history(key, limit=50)
+            done = {r.partition for r in records if r.status.value in ("SUCCEEDED", "FAILED")}
+            assert set(DAYS) <= done, (name, done)
     assert len(runs) == 2  # one run per backfill command, not one per day
     assert pl.Series([r.status.value for r in runs]).to_list() == ["SUCCESS", "SUCCESS"]

@@ -242,7 +242,8 @@ def test_newsml_run_includes_the_entity_jobs(make_settings, monkeypatch: pytest.
         return Done()
 
     monkeypatch.setattr(dg.JobDefinition, "execute_in_process", fake_execute)
-    monkeypatch.setattr(runner, "dagster_instance", lambda: None)
+    monkeypatch.setattr(runner, "open_instance", lambda home: None)
+    monkeypatch.setattr(runner, "retrains_in_progress", lambda instance: [])
     assert runner.run_pipeline(
         day=DAY, retrain=True, settings=make_settings(entities=ENTITIES), out=io.StringIO()
     )

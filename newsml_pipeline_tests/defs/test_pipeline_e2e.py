@@ -132,6 +132,18 @@ def test_ingest_then_retrain_blocked_then_deployed(make_settings, bbc_inbox: Pat
     assert _checks(deployed)["evaluation_gate"] is True
     champion = client.get_model_version_by_alias(name, "champion")
     assert str(champion.version) == "2"
+    # MLflow 3: the candidate's logged model carries its evaluation, its training run the splits
+    cand = deployed.output_for_node("candidate_model")
+    on_model = {m.key: m for m in client.get_logged_model(cand["model_id"]).metrics}
+    evaluated = deployed.output_for_node("model_evaluation")["scores"]["candidate"]["macro_f1"]
+    assert on_model["candidate_macro_f1"].value == pytest.approx(evaluated)
+    assert on_model["candidate_macro_f1"].dataset_name == "dataset_splits.test"
+    inputs = client.get_run(cand["run_id"]).inputs.dataset_inputs
+    assert {t.value for i in inputs for t in i.tags if t.key == "mlflow.data.context"} == {
+        "train",
+        "val",
+        "test",
+    }
     assert len(wh.read("deployments")) == 1
 
     rescored = _run(defs2, "ingest_job", instance, today)

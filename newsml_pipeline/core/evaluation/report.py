@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -281,6 +282,25 @@ def plot_per_class_f1(scores: dict[str, Scores], labels: list[str], path: Path) 
     return path
 
 
+def _metric(key: str, value: float, *, run_id: str, model_id: str | None, dataset: Any) -> Any:
+    """One evaluation metric; the candidate's own (`candidate_*`) belong to its logged model and
+    name the test set they were measured on."""
+    from mlflow.entities import Metric
+
+    if not (model_id and key.startswith("candidate_")):
+        return Metric(key, float(value), 0, 0)
+    return Metric(
+        key,
+        float(value),
+        int(time.time() * 1000),
+        0,
+        model_id=model_id,
+        dataset_name=None if dataset is None else dataset.name,
+        dataset_digest=None if dataset is None else dataset.digest,
+        run_id=run_id,
+    )
+
+
 def log_evaluation_run(
     result: EvaluationResult,
     *,
@@ -291,14 +311,22 @@ def log_evaluation_run(
     artifact_root: str | Path | None = None,
     registered_model: str | None = None,
     model_version: str | None = None,
+    model_id: str | None = None,
+    test_rows: pl.DataFrame | None = None,
 ) -> str:
     """Record the evaluation as its own MLflow run (tag `newsml.training_run_id` links it to the
     training run): flat metrics, gate verdict, confusion PNGs + tables, evaluation.json.
 
     With `registered_model` + `model_version`, the per-precision macro-F1 / ms-per-article are also
-    written as tags of that model version: what `serving.precision: auto` reads."""
+    written as tags of that model version: what `serving.precision: auto` reads.
+    `model_id` (the candidate's MLflow 3 logged model; else the model version's, when MLflow
+    recorded one): the candidate's metrics are logged against it, so the model page shows them,
+    and the run lists the model as its input. `test_rows`: logged as the run's `test` dataset input
+    and named on those metrics."""
     import mlflow
+    from mlflow.entities import LoggedModelInput
 
+    from newsml_pipeline.core.registry.datasets import log_split_inputs
     from newsml_pipeline.core.registry.tracking import configure_mlflow
 
     exp_id = configure_mlflow(tracking_uri, experiment=experiment, artifact_root=artifact_root)
@@ -313,10 +341,22 @@ def log_evaluation_run(
     }
     run = client.create_run(exp_id, run_name="evaluation", tags=run_tags)
     run_id = run.info.run_id
+    if model_id is None and registered_model and model_version:
+        model_id = client.get_model_version(registered_model, str(model_version)).model_id
     try:
+        test_set = None
+        if test_rows is not None:
+            test_set = log_split_inputs(
+                client, run_id, test_rows.with_columns(pl.lit("test").alias("split"))
+            )["test"]
+        if model_id:
+            client.log_inputs(run_id, models=[LoggedModelInput(model_id)])
         client.log_batch(
             run_id,
-            metrics=[mlflow.entities.Metric(k, float(v), 0, 0) for k, v in sorted(result.metrics().items())],
+            metrics=[
+                _metric(k, v, run_id=run_id, model_id=model_id, dataset=test_set)
+                for k, v in sorted(result.metrics().items())
+            ],
             params=[
                 mlflow.entities.Param(
                     "gate_metric", result.gate.checks["gain_over_baseline"].get("metric", "")

@@ -15,6 +15,7 @@ from typing import Any
 
 import polars as pl
 
+from newsml_pipeline.core.registry.datasets import log_split_inputs
 from newsml_pipeline.core.registry.tracking import configure_mlflow, model_version_url_path, run_url_path
 from newsml_pipeline.core.training.artifacts import LABEL_MAP_FILE, MODEL_CARD_FILE
 from newsml_pipeline.core.training.fine_tune import TrainResult, train_classifier
@@ -55,6 +56,7 @@ class LoggedModel:
     train_result: TrainResult
     tags: dict[str, str] = field(default_factory=dict)
     self_training: list[dict[str, Any]] | None = None  # one row per round (rounds > 0 only)
+    model_id: str | None = None  # MLflow 3 logged-model id: evaluation metrics are logged against it
 
 
 def flat_params(
@@ -207,6 +209,8 @@ def train_and_log(
         run_id = run.info.run_id
         logger.info("MLflow run %s (experiment %s)", run_id, exp_id)
         mlflow.log_params(flat_params(training_cfg, labels=labels))
+        # the rows it learns from, early-stops on and is scored on: the run page lists them
+        log_split_inputs(mlflow.MlflowClient(), run_id, frame)
         rounds: list[dict[str, Any]] | None = None
         how = {
             "labels": labels,
@@ -241,6 +245,7 @@ def train_and_log(
         )
         version = str(info.registered_model_version)
         logged_model_uri = info.model_uri
+        model_id = info.model_id
     logger.info("registered %s version %s from run %s", mlflow_cfg.registered_model, version, run_id)
     return LoggedModel(
         run_id=run_id,
@@ -249,6 +254,7 @@ def train_and_log(
         version=version,
         model_uri=f"models:/{mlflow_cfg.registered_model}/{version}",
         logged_model_uri=logged_model_uri,
+        model_id=model_id,
         run_url_path=run_url_path(exp_id, run_id),
         model_version_url_path=model_version_url_path(mlflow_cfg.registered_model, version),
         metrics=_final_metrics(result),

@@ -62,11 +62,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
     uri = f"sqlite:///{root / 'mlflow.db'}"
     configure_mlflow(uri, experiment="flow", artifact_root=root / "artifacts")
     runs, versions = {}, {}
+    model_ids = {}
     for key, result in (("good", good), ("bad", bad), ("good2", good)):
         with mlflow.start_run() as run:
             info = log_pyfunc_model(result.model_dir, registered_model=NAME, max_length=64)
         runs[key] = run.info.run_id
         versions[key] = str(info.registered_model_version)
+        model_ids[key] = info.model_id
     test = toy_frame(n_per_class=25, seed=7)  # 75 gold rows never seen in training
     return {
         "root": root,
@@ -75,6 +77,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
         "bad": bad,
         "runs": runs,
         "versions": versions,
+        "model_ids": model_ids,
         "test": test,
         "client": MlflowClient(tracking_uri=uri, registry_uri=uri),
     }
@@ -178,6 +181,33 @@ def test_evaluation_run_is_logged_and_linked(world: dict, tmp_path: Path) -> Non
     assert "candidate_vs_baseline_low" in run.data.metrics
     files = {f.path for f in world["client"].list_artifacts(run_id, "confusion")}
     assert "confusion/confusion_candidate.png" in files
+
+
+def test_evaluation_metrics_land_on_the_candidates_logged_model(world: dict, tmp_path: Path) -> None:
+    """MLflow 3: the model page shows the evaluation's macro-F1, named with the test set it was
+    measured on, and the evaluation run lists the model and the test set as its inputs."""
+    res = _evaluate(world, "good", None, out_dir=tmp_path)
+    model_id = world["model_ids"]["good"]
+    run_id = log_evaluation_run(
+        res,
+        tracking_uri=world["uri"],
+        experiment="flow",
+        training_run_id=world["runs"]["good"],
+        artifact_root=world["root"] / "artifacts",
+        model_id=model_id,
+        test_rows=world["test"],
+    )
+    model = world["client"].get_logged_model(model_id)
+    on_model = {m.key: m for m in model.metrics}
+    assert on_model["candidate_macro_f1"].value == pytest.approx(res.scores["candidate"].macro_f1)
+    assert on_model["candidate_macro_f1"].run_id == run_id
+    assert on_model["candidate_macro_f1"].dataset_name == "dataset_splits.test"
+    assert "baseline_macro_f1" not in on_model  # only the candidate's own scores belong to it
+    inputs = world["client"].get_run(run_id).inputs
+    assert [m.model_id for m in inputs.model_inputs] == [model_id]
+    [test_set] = inputs.dataset_inputs
+    assert test_set.dataset.name == "dataset_splits.test"
+    assert test_set.dataset.digest == on_model["candidate_macro_f1"].dataset_digest
     assert "| **sport** |" in res.summary_markdown() or "sport" in res.confusion_tables()["candidate"]
 
 

@@ -26,6 +26,9 @@ class FakeStdin(io.StringIO):
 @pytest.fixture
 def deployed(newsml_home: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    # `newsml rollback` records itself in the Dagster instance: this test's own, not the repo's
+    (newsml_home / "dagster").mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(newsml_home / "dagster"))
     v1 = register_tiny_version(newsml_home, DEFAULT_REGISTERED_MODEL, LABELS, seed=1)
     v2 = register_tiny_version(newsml_home, DEFAULT_REGISTERED_MODEL, LABELS, seed=2)
     uri = tracking_uri_for(newsml_home)

@@ -145,3 +145,16 @@ def test_failed_training_marks_the_run_failed(mlflow_home: Path, tmp_path: Path)
     exp = client.get_experiment_by_name("toy-failed")
     runs = client.search_runs([exp.experiment_id])
     assert [r.info.status for r in runs] == ["FAILED"]
+
+
+def test_run_lists_the_three_splits_as_dataset_inputs(logged: LoggedModel, mlflow_home: Path) -> None:
+    """MLflow's run page shows what the model was trained, early-stopped and scored on."""
+    inputs = _client(mlflow_home).get_run(logged.run_id).inputs.dataset_inputs
+    by_context = {next(t.value for t in i.tags if t.key == "mlflow.data.context"): i.dataset for i in inputs}
+    assert set(by_context) == {"train", "val", "test"}
+    frame = toy_frame()
+    for split, ds in by_context.items():
+        assert ds.name == f"dataset_splits.{split}" and ds.digest
+        assert json.loads(ds.profile)["num_rows"] == frame.filter(pl.col("split") == split).height
+    assert len({ds.digest for ds in by_context.values()}) == 3
+    assert logged.model_id and logged.logged_model_uri.endswith(logged.model_id)

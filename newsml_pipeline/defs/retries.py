@@ -1,0 +1,75 @@
+"""Retries: transient faults retry with backoff and jitter; verdicts and errors fail at once.
+
+`TRANSIENT_RETRY` goes on the steps that touch the network or a shared service (the crawl, warehouse
+writes that may go to Postgres, MLflow calls). Dagster retries any exception under a RetryPolicy
+except a `Failure(allow_retries=False)`, so `retry_transient_only` turns every exception that
+core.faults does not call transient into one: a config error, a refused write or a bug fails on
+the first attempt. A gate verdict is a check result, not an exception, and is never retried; a
+skipped retrain never starts a run. Runs whose process died (a preempted pod, an OOM-killed run
+worker) are re-executed from failure by the instance's `run_retries` (dagster.yaml, deploy/).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
+import dagster as dg
+
+from newsml_pipeline.core.faults import is_transient
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# 3 retries after 10 s, 20 s, 40 s (± up to 100% jitter so parallel steps do not retry in lockstep):
+# long enough for a dropped connection or a restarting server, short enough to alert within minutes.
+TRANSIENT_RETRY = dg.RetryPolicy(
+    max_retries=3, delay=10, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+)
+
+
+def _classified(e: Exception) -> Exception:
+    """A transient fault as it is (the RetryPolicy retries it); anything else as a Failure that
+    is not retried."""
+    if is_transient(e):
+        return e
+    return dg.Failure(
+        description=f"{type(e).__name__}: {e} (not a transient fault: not retried)", allow_retries=False
+    )
+
+
+def retry_transient_only(fn: Callable[P, R]) -> Callable[P, R]:
+    """Wrap an asset body so only transient faults reach the RetryPolicy; the rest fail at once.
+    A generator body (an asset that may yield no output) stays a generator, so Dagster still
+    reads its outputs from what it yields."""
+    if inspect.isgeneratorfunction(fn):
+
+        @functools.wraps(fn)
+        def gen_wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                yield from fn(*args, **kwargs)
+            except (dg.Failure, dg.RetryRequested):
+                raise  # the body chose itself whether to retry
+            except Exception as e:
+                err = _classified(e)
+                if err is e:
+                    raise
+                raise err from e
+
+        return gen_wrapper  # type: ignore[return-value]
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except (dg.Failure, dg.RetryRequested):
+            raise  # the body chose itself whether to retry
+        except Exception as e:
+            err = _classified(e)
+            if err is e:
+                raise
+            raise err from e
+
+    return wrapper
