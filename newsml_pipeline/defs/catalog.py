@@ -30,7 +30,7 @@ TABLE_COLUMNS: dict[str, Mapping[str, pl.DataType]] = {
     # a day of the store: its rows without the store's own bookkeeping of duplicates and sightings
     "raw_articles": {**RAW_ARTICLES, **{k: STORE_EXTRA[k] for k in ("updated_at", "revisions")}},
     "label_feedback": GOLD_SCHEMA,
-    "labeled_articles": LABELED_ARTICLES,
+    "labeled_articles": {**LABELED_ARTICLES, "class_fit": pl.Float64()},  # + the drift signal no_fit reads
     "review_queue": QUEUE_SCHEMA,
     "dataset_splits": {**OUTPUT_SCHEMA, "evaluation_kind": pl.String()},
     "scored_articles": SCORED_SCHEMA,
