@@ -40,6 +40,17 @@ def _classified(e: Exception) -> Exception:
     )
 
 
+def _reraise_classified(e: Exception) -> None:
+    """Re-raise `e` as it is when transient or a Dagster control-flow exception, else as a
+    Failure that is not retried."""
+    if isinstance(e, dg.Failure | dg.RetryRequested):
+        raise e  # the body chose itself whether to retry
+    err = _classified(e)
+    if err is e:
+        raise e
+    raise err from e
+
+
 def retry_transient_only(fn: Callable[P, R]) -> Callable[P, R]:
     """Wrap an asset body so only transient faults reach the RetryPolicy; the rest fail at once.
     A generator body (an asset that may yield no output) stays a generator, so Dagster still
@@ -50,13 +61,8 @@ def retry_transient_only(fn: Callable[P, R]) -> Callable[P, R]:
         def gen_wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             try:
                 yield from fn(*args, **kwargs)
-            except (dg.Failure, dg.RetryRequested):
-                raise  # the body chose itself whether to retry
             except Exception as e:
-                err = _classified(e)
-                if err is e:
-                    raise
-                raise err from e
+                _reraise_classified(e)
 
         return gen_wrapper  # type: ignore[return-value]
 
@@ -64,12 +70,8 @@ def retry_transient_only(fn: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return fn(*args, **kwargs)
-        except (dg.Failure, dg.RetryRequested):
-            raise  # the body chose itself whether to retry
         except Exception as e:
-            err = _classified(e)
-            if err is e:
-                raise
-            raise err from e
+            _reraise_classified(e)
+            raise  # unreachable: _reraise_classified always raises
 
     return wrapper
