@@ -89,7 +89,9 @@ def cmd_predict(args: argparse.Namespace, settings: Settings, out: IO[str]) -> i
     if args.text is not None and args.file is not None:
         raise CliError("give either a text argument or --file, not both")
     if args.title is not None and args.text is None:
-        raise CliError("--title goes with a text argument; in a --file or on stdin each record has its own title")
+        raise CliError(
+            "--title goes with a text argument; in a --file or on stdin each record has its own title"
+        )
     if args.text is not None:
         records: Iterable[Located] = [("input", {"title": args.title, "text": args.text})]
     elif args.file is not None:
@@ -213,8 +215,7 @@ def cmd_label(args: argparse.Namespace, settings: Settings, out: IO[str]) -> int
         raise CliError(f"--user: {e}") from None
     who = f"{len(tokens)} labellers ({TOKENS_ENV}, HTTP Basic)" if tokens else service.labeller
     out.write(
-        f"labelling page for {who} on http://{args.host}:{args.port}/ "
-        f"(answers go to {service.store.path})\n"
+        f"labelling page for {who} on http://{args.host}:{args.port}/ (answers go to {service.store.path})\n"
     )
     out.flush()
     try:
@@ -228,10 +229,9 @@ def cmd_label(args: argparse.Namespace, settings: Settings, out: IO[str]) -> int
 
 
 def _client(settings: Settings):  # noqa: ANN202 - MlflowClient (lazy import: mlflow is slow to import)
-    from mlflow import MlflowClient
+    from newsml_pipeline.core.registry.tracking import store_client
 
-    uri = settings.mlflow_tracking_uri()
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+    return store_client(settings.mlflow_tracking_uri())
 
 
 def cmd_rollback(args: argparse.Namespace, settings: Settings, out: IO[str]) -> int:

@@ -122,7 +122,11 @@ def check_cron(v: str) -> str:
     if len(fields) != 5:
         raise ValueError(f"{v!r} must be a 5-field cron expression, e.g. '0 * * * *' (hourly)")
     for field, (low, high), names, what in zip(
-        fields, _CRON_RANGES, _CRON_NAMES, ("minute", "hour", "day of month", "month", "day of week"), strict=True
+        fields,
+        _CRON_RANGES,
+        _CRON_NAMES,
+        ("minute", "hour", "day of month", "month", "day of week"),
+        strict=True,
     ):
         for item in field.split(","):
             m = _CRON_ITEM.match(item.lower())

@@ -127,9 +127,25 @@ def test_ingest_and_retrain_crons_are_config_keys_checked_at_load(tmp_path: Path
 
 @pytest.mark.parametrize(
     "cron",
-    ["30 0 * * *", "0 3 * * 1", "*/15 * * * *", "0 9-17/2 * * mon-fri", "0 0 1,15 jan,jul *", "0 0 * * 7",
-     "0 3 * * 8", "60 * * * *", "0 0 0 * *", "0 0 * 13 *", "0 3 * *", "0 3 * * * *", "a * * * *",
-     "0 3 * * mon-fry", "1-2-3 * * * *", "*/x * * * *", "0 0 32 * *"],
+    [
+        "30 0 * * *",
+        "0 3 * * 1",
+        "*/15 * * * *",
+        "0 9-17/2 * * mon-fri",
+        "0 0 1,15 jan,jul *",
+        "0 0 * * 7",
+        "0 3 * * 8",
+        "60 * * * *",
+        "0 0 0 * *",
+        "0 0 * 13 *",
+        "0 3 * *",
+        "0 3 * * * *",
+        "a * * * *",
+        "0 3 * * mon-fry",
+        "1-2-3 * * * *",
+        "*/x * * * *",
+        "0 0 32 * *",
+    ],
 )
 def test_cron_check_agrees_with_dagsters_parser(cron: str) -> None:
     """What passes at config load is what Dagster's schedules accept, and nothing else."""

@@ -7,6 +7,7 @@ exercise the real transformers/peft code paths without the 90 MB MiniLM or any d
 from __future__ import annotations
 
 import json
+import string
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -41,7 +42,7 @@ def make_tiny_classifier_dir(
     config. `texts` (optional) are added to the tokenizer's training sample.
     """
     import torch
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
     from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
 
     if len(labels) < 2:
@@ -50,13 +51,27 @@ def make_tiny_classifier_dir(
     out.mkdir(parents=True, exist_ok=True)
 
     special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.decoder = decoders.WordPiece()
-    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=special, min_frequency=1)
     sample = list(_SAMPLE_TEXTS) + list(labels) + list(texts or [])
-    tok.train_from_iterator(sample, trainer=trainer)
+    # The vocabulary is built here, not by tokenizers' WordPieceTrainer: that trainer breaks
+    # frequency ties in hash order, which differs between processes, so the same call gave
+    # another vocabulary (and another model to train) in each test process. Whole words (most
+    # frequent first, then alphabetical) plus every character alone and as a `##` suffix, so
+    # any word of the sample's alphabet still tokenizes.
+    normalizer = normalizers.BertNormalizer(lowercase=True)
+    pre = pre_tokenizers.BertPreTokenizer()
+    counts: dict[str, int] = {}
+    for text in sample:
+        for word, _ in pre.pre_tokenize_str(normalizer.normalize_str(text)):
+            counts[word] = counts.get(word, 0) + 1
+    chars = sorted({c for w in counts for c in w} | set(string.ascii_lowercase + string.digits))
+    pieces = chars + [f"##{c}" for c in chars]
+    room = max(0, vocab_size - len(special) - len(pieces))
+    words = [w for w in sorted(counts, key=lambda w: (-counts[w], w)) if w not in pieces][:room]
+    vocab = {t: i for i, t in enumerate(dict.fromkeys(special + pieces + words))}
+    tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
+    tok.normalizer = normalizer
+    tok.pre_tokenizer = pre
+    tok.decoder = decoders.WordPiece()
     from tokenizers.processors import TemplateProcessing
 
     cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")

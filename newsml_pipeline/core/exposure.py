@@ -25,4 +25,6 @@ def refuse_open_bind(host: str, *, has_credentials: bool, what: str, how: str) -
 
     `what`: the server ("the labelling page"); `how`: the fix, naming the setting."""
     if not has_credentials and not is_loopback(host):
-        raise PermissionError(f"refusing to serve {what} on {host} without credentials: {how}, or bind 127.0.0.1")
+        raise PermissionError(
+            f"refusing to serve {what} on {host} without credentials: {how}, or bind 127.0.0.1"
+        )

@@ -71,9 +71,9 @@ class MlflowResource(dg.ConfigurableResource):
         import mlflow
 
         mlflow.set_tracking_uri(self.tracking_uri)
-        # the registry lives in the same store; without registry_uri the client would use the
-        # process-global one, which an earlier configure_mlflow may have pointed elsewhere
-        return mlflow.MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+        from newsml_pipeline.core.registry.tracking import store_client
+
+        return store_client(self.tracking_uri)
 
     def run_url(self, run_id: str, experiment_id: str | None = None) -> str:
         exp = experiment_id or "0"

@@ -679,7 +679,9 @@ def deployed_model_f1(
         labels = sorted(set(truth))  # macro over the categories it was scored on
         # a label outside them is a miss, like an abstention; the filler keeps two labels
         scores = score_predictions(
-            truth, [p if p in labels else None for p in pred], labels=[*labels, "\x00other"][: max(2, len(labels))]
+            truth,
+            [p if p in labels else None for p in pred],
+            labels=[*labels, "\x00other"][: max(2, len(labels))],
         )
         f1 = sum(scores.per_class[c].f1 for c in labels) / len(labels)
         out[version] = {"macro_f1": round(float(f1), 4), "n": len(truth)}

@@ -13,6 +13,7 @@ from mlflow import MlflowClient
 
 from newsml_pipeline.cli import main
 from newsml_pipeline.core.registry.aliases import set_champion
+from newsml_pipeline.core.registry.tracking import store_client
 from newsml_pipeline.defs.champion import DEPLOYED_MODEL, champion_alias_sensor, last_recorded_version
 from newsml_pipeline.defs.resources import MlflowResource
 from newsml_pipeline.settings import DEFAULT_REGISTERED_MODEL
@@ -24,7 +25,7 @@ NAME = DEFAULT_REGISTERED_MODEL
 def registry(newsml_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
     """Three registered versions, v2 the champion and v1 previous; a DAGSTER_HOME of the test's own."""
     uri = f"sqlite:///{newsml_home / 'mlflow.db'}"  # Settings' default store under NEWSML_HOME
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client = store_client(uri)
     client.create_registered_model(NAME)
     versions = [
         str(client.create_model_version(NAME, source=f"file:///nowhere/{i}").version) for i in range(3)

@@ -107,7 +107,9 @@ def test_jobs_schedules_and_sensor(make_settings) -> None:
 
 def test_ingest_and_retrain_crons_come_from_the_config(make_settings) -> None:
     defs = build_definitions(
-        make_settings(schedules={"ingest": "15 2 * * *", "retrain": "0 4 * * sun"}, crawl={"schedule": "*/20 * * * *"})
+        make_settings(
+            schedules={"ingest": "15 2 * * *", "retrain": "0 4 * * sun"}, crawl={"schedule": "*/20 * * * *"}
+        )
     )
     assert defs.resolve_schedule_def("daily_ingest_schedule").cron_schedule == "15 2 * * *"
     assert defs.resolve_schedule_def("weekly_retrain_schedule").cron_schedule == "0 4 * * sun"

@@ -80,9 +80,10 @@ def test_before_any_champion_no_fit_requests_a_retrain(make_settings) -> None:
     not move, but a day where far more articles fit no class requests retrain_job."""
     from newsml_pipeline.core.serving.predictor import AUTO_LABELER_VERSION
 
-    settings = make_settings(drift={"delta": 0.05, "cooldown_hours": 24})
+    settings = make_settings(**READY_SETTINGS, drift={"delta": 0.05, "cooldown_hours": 24})
     defs = build_definitions(settings)
     wh = Warehouse(settings.warehouse_path)
+    write_articles(wh, LABELS)  # the splits can be built: the detected change may request a retrain
     instance = dg.DagsterInstance.ephemeral()
     t0 = datetime(2026, 11, 20, tzinfo=UTC)
 

@@ -17,6 +17,7 @@ import pytest
 
 from newsml_pipeline.core.data.warehouse import Warehouse
 from newsml_pipeline.core.entities.gold import read_iob2
+from newsml_pipeline.core.registry.tracking import store_client
 from newsml_pipeline.definitions import build_definitions
 from newsml_pipeline_tests.dagster_cli import materialize
 from newsml_pipeline_tests.defs.conftest import write_config
@@ -118,7 +119,7 @@ def test_entity_chain_through_the_cli(tmp_path: Path, newsml_home: Path, bbc_row
     assert not wh.table_exists("deployments")  # the topic task is untouched
     import mlflow
 
-    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{newsml_home / 'mlflow.db'}")
+    client = store_client(f"sqlite:///{newsml_home / 'mlflow.db'}")
     versions = client.search_model_versions("name='newsml-entity-recognizer'")
     assert len(versions) == 1
     with pytest.raises(mlflow.exceptions.MlflowException):

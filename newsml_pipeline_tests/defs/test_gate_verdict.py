@@ -14,10 +14,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
-import mlflow
 import pytest
 
 from newsml_pipeline.core.data.warehouse import Warehouse
+from newsml_pipeline.core.registry.tracking import store_client
 from newsml_pipeline.definitions import build_definitions
 from newsml_pipeline.defs.clock import AS_OF_TAG
 from newsml_pipeline.settings import Settings
@@ -100,7 +100,7 @@ def test_a_blocked_gate_ends_a_successful_run_without_deploying_or_alerting(
             assert [o.asset_key.to_user_string() for o in observed] == ["deployed_model"]
             assert observed[0].metadata["verdict"].value == "blocked: not deployed"
         assert instance.get_run_by_id(result.run_id).status == dg.DagsterRunStatus.SUCCESS
-        client = mlflow.MlflowClient(tracking_uri=settings.mlflow_tracking_uri())
+        client = store_client(settings.mlflow_tracking_uri())
         name = settings.config.mlflow.registered_model
         assert [str(v.version) for v in client.search_model_versions(f"name='{name}'")] == ["1"]
         assert not client.get_registered_model(name).aliases  # no champion was made

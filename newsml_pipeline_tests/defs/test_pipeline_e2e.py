@@ -17,6 +17,7 @@ import dagster as dg
 import pytest
 
 from newsml_pipeline.core.data.warehouse import Warehouse
+from newsml_pipeline.core.registry.tracking import store_client
 from newsml_pipeline.definitions import build_definitions
 from testkit.tiny_models import make_tiny_classifier_dir
 
@@ -117,7 +118,7 @@ def test_ingest_then_retrain_blocked_then_deployed(make_settings, bbc_inbox: Pat
     assert not {e["article_id"] for e in examples} & split_ids
     import mlflow
 
-    client = mlflow.MlflowClient(tracking_uri=settings.mlflow_tracking_uri())
+    client = store_client(settings.mlflow_tracking_uri())
     name = settings.config.mlflow.registered_model
     assert len(client.search_model_versions(f"name='{name}'")) == 1
     with pytest.raises(mlflow.exceptions.MlflowException):

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import mlflow
 import polars as pl
 
 from newsml_pipeline.core.data.warehouse import Warehouse
+from newsml_pipeline.core.registry.tracking import store_client
 from newsml_pipeline.definitions import build_definitions
 from newsml_pipeline.defs.clock import AS_OF_TAG
 from newsml_pipeline.newsroom import NewsSite, Story
@@ -128,7 +128,7 @@ def test_retrain_reaches_a_verdict_on_silver_with_no_labelled_source(
     deployed = bool(retrain.asset_materializations_for_node("deployed_model"))
     assert deployed == gate.passed  # a verdict either way: deployed, or blocked with its reasons
 
-    client = mlflow.MlflowClient(tracking_uri=settings.mlflow_tracking_uri())
+    client = store_client(settings.mlflow_tracking_uri())
     version = client.get_model_version(settings.config.mlflow.registered_model, "1")
     assert version.tags["newsml.evaluation"] == "silver"
     runs = client.search_runs(

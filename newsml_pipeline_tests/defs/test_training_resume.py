@@ -17,6 +17,7 @@ import dagster as dg
 import pytest
 
 from newsml_pipeline.core.data.warehouse import Warehouse
+from newsml_pipeline.core.registry.tracking import store_client
 from newsml_pipeline.core.training.fine_tune import training_fingerprint
 from newsml_pipeline.definitions import build_resources
 from newsml_pipeline.defs.training import candidate_model, split_rows_with_text
@@ -67,10 +68,9 @@ def crash_after_checkpoint(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def mlflow_run(settings: Settings, result: dg.ExecutionResult):
-    import mlflow
 
     meta = result.asset_materializations_for_node("candidate_model")[0].metadata
-    client = mlflow.MlflowClient(tracking_uri=settings.mlflow_tracking_uri())
+    client = store_client(settings.mlflow_tracking_uri())
     run_id = meta["mlflow_run_id"].value
     history = json.loads(Path(client.download_artifacts(run_id, "history.json")).read_text())
     return client.get_run(run_id), history

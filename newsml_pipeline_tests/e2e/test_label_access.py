@@ -39,7 +39,13 @@ def test_with_tokens_answers_carry_the_checked_labeller_and_bad_ones_store_nothi
     make_home(newsml_home, QUEUE, queue=QUEUE)
     env = _env(newsml_home, NEWSML_LABEL_TOKENS=f"alice:{ALICE}, bob:{BOB}")
     url, proc = start_label_page(env, user=None, host="0.0.0.0")
-    answer = {"answer_id": "x1", "article_id": "q1", "action": "label", "label": "sport", "labeller": "mallory"}
+    answer = {
+        "answer_id": "x1",
+        "article_id": "q1",
+        "action": "label",
+        "label": "sport",
+        "labeller": "mallory",
+    }
     try:
         with httpx.Client(base_url=url, timeout=30) as c:
             for auth in (None, ("alice", BOB), ("alice", "wrong-token-0123456789"), ("mallory", ALICE)):

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import dagster as dg
 import httpx
-import mlflow
 import pytest
 
 from newsml_pipeline.core.data.warehouse import Warehouse
 from newsml_pipeline.core.labeling.feedback_store import FeedbackStore, store_path
+from newsml_pipeline.core.registry.tracking import store_client
 from newsml_pipeline.definitions import build_definitions
 from newsml_pipeline.defs.clock import AS_OF_TAG
 from newsml_pipeline.newsroom import NewsSite
@@ -189,7 +189,7 @@ def test_first_retrain_on_silver_then_labels_through_the_page_make_the_next_one_
     fb = wh.read("label_feedback")
     assert fb.height == len(labelled) and set(fb["label_origin"]) == {"feedback"}
 
-    client = mlflow.MlflowClient(tracking_uri=settings.mlflow_tracking_uri())
+    client = store_client(settings.mlflow_tracking_uri())
     name = settings.config.mlflow.registered_model
     assert [client.get_model_version(name, v).tags["newsml.evaluation"] for v in ("1", "2")] == [
         "silver",

@@ -23,6 +23,7 @@ import pytest
 
 from newsml_pipeline.core.data.articles import content_hash
 from newsml_pipeline.core.data.warehouse import Warehouse
+from newsml_pipeline.core.registry.tracking import store_client
 from newsml_pipeline_tests.conftest import REPO_ROOT
 from newsml_pipeline_tests.defs.conftest import write_config
 from newsml_pipeline_tests.e2e.topology import Topology, free_port
@@ -184,9 +185,7 @@ def test_ingestion_and_retrain_at_once_on_postgres_and_the_mlflow_server(
     wh = Warehouse(topo.env["NEWSML_WAREHOUSE_URL"])
     _check_days(wh, ids, [D1, D2, D3])
 
-    import mlflow
-
-    client = mlflow.MlflowClient(tracking_uri=topo.mlflow_url, registry_uri=topo.mlflow_url)
+    client = store_client(topo.mlflow_url)
     exp = client.get_experiment_by_name("newsml")
     retrain = runs[2]
     tagged = client.search_runs([exp.experiment_id], filter_string=f"tags.dagster_run_id = '{retrain}'")

@@ -58,7 +58,9 @@ def extract_html(html: bytes | str, *, url: str | None = None, with_metadata: bo
     )
     if doc is None:
         return ExtractedPage(text=None)
-    return ExtractedPage(text=doc.text or None, title=doc.title or None, published=to_utc(doc.date, lenient=True))
+    return ExtractedPage(
+        text=doc.text or None, title=doc.title or None, published=to_utc(doc.date, lenient=True)
+    )
 
 
 def _warm_up() -> int:

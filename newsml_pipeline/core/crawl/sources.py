@@ -306,7 +306,9 @@ def hf_articles(src, *, fetched_at: datetime) -> tuple[pl.DataFrame, SourceRepor
                 "url": rec.get("url") if isinstance(rec.get("url"), str) else None,
                 "title": rec[title_field] if title_field else None,
                 "text": text,
-                "published_at": _published(rec.get("published"), where=where) if "published" in cols else None,
+                "published_at": _published(rec.get("published"), where=where)
+                if "published" in cols
+                else None,
                 "gold_label": str(label) if label is not None else None,
                 "record_id": str(rec[id_field]) if id_field and rec[id_field] is not None else None,
             }

@@ -102,7 +102,8 @@ def model_dir_of(root: Path) -> Path:
 def download_version(tracking_uri: str, name: str, version: str, cache_dir: Path) -> Path:
     """The version's pipeline directory, downloaded once into cache_dir/name/version."""
     import mlflow.artifacts
-    from mlflow import MlflowClient
+
+    from newsml_pipeline.core.registry.tracking import store_client
 
     target = Path(cache_dir) / name / str(version)
     done = target / ".complete"
@@ -110,7 +111,7 @@ def download_version(tracking_uri: str, name: str, version: str, cache_dir: Path
         tmp = target.with_name(f"{version}.partial-{uuid.uuid4().hex}")
         tmp.mkdir(parents=True, exist_ok=True)
         try:
-            client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+            client = store_client(tracking_uri)
             location = client.get_model_version_download_uri(name, str(version))
             mlflow.artifacts.download_artifacts(
                 artifact_uri=location, dst_path=str(tmp), tracking_uri=tracking_uri
@@ -127,9 +128,8 @@ def download_version(tracking_uri: str, name: str, version: str, cache_dir: Path
 
 def champion(tracking_uri: str, name: str) -> str | None:
     """The version `champion` points at, or None."""
-    from mlflow import MlflowClient
-
     from newsml_pipeline.core.registry.aliases import get_champion
+    from newsml_pipeline.core.registry.tracking import store_client
 
-    mv = get_champion(MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri), name)
+    mv = get_champion(store_client(tracking_uri), name)
     return None if mv is None else str(mv.version)

@@ -327,10 +327,10 @@ def log_evaluation_run(
     from mlflow.entities import LoggedModelInput
 
     from newsml_pipeline.core.registry.datasets import log_split_inputs
-    from newsml_pipeline.core.registry.tracking import configure_mlflow
+    from newsml_pipeline.core.registry.tracking import configure_mlflow, store_client
 
     exp_id = configure_mlflow(tracking_uri, experiment=experiment, artifact_root=artifact_root)
-    client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    client = store_client(tracking_uri)
     run_tags = {
         TAG_KIND: "evaluation",
         TAG_EVALUATION: result.evaluation_kind,

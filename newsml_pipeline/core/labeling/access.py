@@ -32,7 +32,9 @@ def parse_tokens(value: str) -> dict[str, str]:
         if not sep or not name or not token:
             raise ValueError(f"{TOKENS_ENV} entry {n} is not name:token")
         if len(token) < MIN_TOKEN_CHARS:
-            raise ValueError(f"{TOKENS_ENV}: the token of {name!r} is shorter than {MIN_TOKEN_CHARS} characters")
+            raise ValueError(
+                f"{TOKENS_ENV}: the token of {name!r} is shorter than {MIN_TOKEN_CHARS} characters"
+            )
         if name in tokens:
             raise ValueError(f"{TOKENS_ENV}: {name!r} is listed twice")
         tokens[name] = token

@@ -384,7 +384,9 @@ def create_app(service: LabellingService, *, tokens: Mapping[str, str] | None = 
         # A 401 asks the browser for the labeller's name and token (HTTP Basic).
         headers = {"WWW-Authenticate": 'Basic realm="newsml labelling", charset="UTF-8"'}
         return JSONResponse(
-            status_code=exc.status, content={"detail": exc.message}, headers=headers if exc.status == 401 else None
+            status_code=exc.status,
+            content={"detail": exc.message},
+            headers=headers if exc.status == 401 else None,
         )
 
     def labeller(request: Request) -> str:
@@ -393,7 +395,9 @@ def create_app(service: LabellingService, *, tokens: Mapping[str, str] | None = 
             return service.labeller
         name = verified_labeller(request.headers.get("authorization"), tokens)
         if name is None:
-            raise PageError(401, f"sign in with your labeller name and token ({TOKENS_ENV}); nothing was stored")
+            raise PageError(
+                401, f"sign in with your labeller name and token ({TOKENS_ENV}); nothing was stored"
+            )
         return name
 
     @app.get("/", response_class=HTMLResponse)

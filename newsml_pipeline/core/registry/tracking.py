@@ -22,6 +22,18 @@ def default_tracking_uri(home: str | Path) -> str:
     return f"sqlite:///{Path(home).resolve() / 'mlflow.db'}"
 
 
+def store_client(tracking_uri: str):  # -> mlflow.MlflowClient (mlflow imported lazily: slow import)
+    """A client whose tracking store and model registry are both `tracking_uri`.
+
+    Without registry_uri MLflow takes the process-global registry URI, which an earlier
+    configure_mlflow for another store may have set: the client would then list another
+    store's models (seen as a test-order-dependent empty registry).
+    """
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
 def configure_mlflow(tracking_uri: str, *, experiment: str, artifact_root: str | Path | None = None) -> str:
     """Set the tracking (and registry) URI, create `experiment` if needed; return its id.
 
@@ -29,13 +41,12 @@ def configure_mlflow(tracking_uri: str, *, experiment: str, artifact_root: str |
     that manage artifacts themselves, i.e. http(s) URIs, where artifact_root may be None).
     """
     import mlflow
-    from mlflow.tracking import MlflowClient
 
     if tracking_uri.startswith("sqlite:///"):
         Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    client = store_client(tracking_uri)
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         location = None

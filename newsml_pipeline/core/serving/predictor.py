@@ -220,9 +220,9 @@ class ChampionResolver:
         self.cache_dir = Path(cache_dir)
 
     def _client(self):  # noqa: ANN202 - MlflowClient, imported lazily (mlflow import is slow)
-        from mlflow import MlflowClient
+        from newsml_pipeline.core.registry.tracking import store_client
 
-        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+        return store_client(self.tracking_uri)
 
     def current(self) -> ChampionRef | None:
         from newsml_pipeline.core.registry.aliases import get_champion

@@ -170,7 +170,9 @@ def test_local_bad_lines_are_reported_with_file_and_line(tmp_path):
     assert len(df) == 1 and rep.counts["bad_records"] == 4 and rep.counts["files"] == 1
     assert [e.split(": ", 1)[0] for e in rep.errors] == [f"{f}:{n}" for n in (2, 3, 4, 5)]
     assert (
-        "not valid JSON" in rep.errors[0] and "lacks ['text']" in rep.errors[1] and "yesterday" in rep.errors[2]
+        "not valid JSON" in rep.errors[0]
+        and "lacks ['text']" in rep.errors[1]
+        and "yesterday" in rep.errors[2]
     )
 
 

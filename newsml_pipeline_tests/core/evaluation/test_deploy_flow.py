@@ -11,14 +11,13 @@ import numpy as np
 import pandas as pd
 import polars as pl
 import pytest
-from mlflow import MlflowClient
 
 from newsml_pipeline.core.evaluation.predictions import ModelPredictions, predict_model_dir
 from newsml_pipeline.core.evaluation.report import TAG_TRAINING_RUN, evaluate_models, log_evaluation_run
 from newsml_pipeline.core.registry.aliases import get_champion, get_previous
 from newsml_pipeline.core.registry.deployments import GateNotPassedError, deploy_candidate, rollback_champion
 from newsml_pipeline.core.registry.model_logging import log_pyfunc_model
-from newsml_pipeline.core.registry.tracking import configure_mlflow
+from newsml_pipeline.core.registry.tracking import configure_mlflow, store_client
 from newsml_pipeline.core.serving.predictor import ChampionResolver, Predictor
 from newsml_pipeline.core.training.fine_tune import train_classifier
 from newsml_pipeline.settings import GateConfig, LabelsConfig, ServingConfig, TrainingConfig
@@ -79,7 +78,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
         "versions": versions,
         "model_ids": model_ids,
         "test": test,
-        "client": MlflowClient(tracking_uri=uri, registry_uri=uri),
+        "client": store_client(uri),
     }
 
 

@@ -117,7 +117,7 @@ def test_metric_keys_are_slugs_and_map_back(tmp_path: Path) -> None:
         artifact_root=tmp_path / "mlartifacts",
         work_dir=tmp_path / "work",
     )
-    run = MlflowClient(tracking_uri=uri).get_run(logged.run_id)
+    run = MlflowClient(tracking_uri=uri, registry_uri=uri).get_run(logged.run_id)
     assert {"test_f1_sci_tech", "test_f1_economy_business", "test_f1_sport"} <= set(run.data.metrics)
     assert json.loads(run.data.params["labels"]) == labels
     assert json.loads(run.data.params["class_slugs"])["economy_business"] == "Economy & business"
@@ -129,7 +129,7 @@ def test_metric_keys_are_slugs_and_map_back(tmp_path: Path) -> None:
     assert "candidate_f1_economy_business" in flat and "candidate_recall_sci_tech" in flat
     assert scores.per_class["Economy & business"].f1 == 0.0  # people read names in per_class
     mlflow.set_tracking_uri(uri)
-    client = MlflowClient(tracking_uri=uri)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     run_id = client.create_run(run.info.experiment_id).info.run_id
     client.log_batch(run_id, metrics=[mlflow.entities.Metric(k, float(v), 0, 0) for k, v in flat.items()])
     assert set(flat) <= set(client.get_run(run_id).data.metrics)

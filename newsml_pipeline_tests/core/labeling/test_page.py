@@ -210,8 +210,11 @@ def test_labeller_tokens_parse_and_bad_ones_are_named_without_the_token() -> Non
     tokens = parse_tokens(" alice:aaaaaaaaaaaaaaaa1 , bob:bbbbbbbbbbbbbbbb2,")
     assert tokens == {"alice": "aaaaaaaaaaaaaaaa1", "bob": "bbbbbbbbbbbbbbbb2"}
     assert parse_tokens("") == {}
-    for bad, msg in [("alice", "entry 1 is not name:token"), ("a:short", "shorter than 16"),
-                     ("a:aaaaaaaaaaaaaaaa1,a:bbbbbbbbbbbbbbbb2", "'a' is listed twice")]:
+    for bad, msg in [
+        ("alice", "entry 1 is not name:token"),
+        ("a:short", "shorter than 16"),
+        ("a:aaaaaaaaaaaaaaaa1,a:bbbbbbbbbbbbbbbb2", "'a' is listed twice"),
+    ]:
         with pytest.raises(ValueError, match=msg) as err:
             parse_tokens(bad)
         assert "aaaaaaaaaaaaaaaa1" not in str(err.value)

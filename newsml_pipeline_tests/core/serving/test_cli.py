@@ -8,11 +8,11 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from mlflow import MlflowClient
 
 from newsml_pipeline.cli import main
 from newsml_pipeline.core.data.warehouse import Warehouse
 from newsml_pipeline.core.registry.aliases import set_champion
+from newsml_pipeline.core.registry.tracking import store_client
 from newsml_pipeline.settings import DEFAULT_REGISTERED_MODEL
 from newsml_pipeline_tests.core.serving.conftest import LABELS
 from newsml_pipeline_tests.core.serving.registry_helpers import register_tiny_version, tracking_uri_for
@@ -32,7 +32,7 @@ def deployed(newsml_home: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
     v1 = register_tiny_version(newsml_home, DEFAULT_REGISTERED_MODEL, LABELS, seed=1)
     v2 = register_tiny_version(newsml_home, DEFAULT_REGISTERED_MODEL, LABELS, seed=2)
     uri = tracking_uri_for(newsml_home)
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client = store_client(uri)
     set_champion(client, DEFAULT_REGISTERED_MODEL, v1, reason="first", metrics={"macro_f1": 0.91})
     set_champion(client, DEFAULT_REGISTERED_MODEL, v2, reason="gate passed", metrics={"macro_f1": 0.95})
     return {"home": newsml_home, "v1": v1, "v2": v2}

@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from newsml_pipeline.core.registry.model_logging import LoggedModel, train_and_log
-from newsml_pipeline.core.registry.tracking import configure_mlflow, default_tracking_uri
+from newsml_pipeline.core.registry.tracking import configure_mlflow, default_tracking_uri, store_client
 from newsml_pipeline.core.training.inputs import format_input
 from newsml_pipeline.core.training.model_io import load_classifier, predict_proba
 from newsml_pipeline.settings import MlflowConfig
@@ -48,10 +48,9 @@ def logged(mlflow_home: Path) -> LoggedModel:
 
 
 def _client(home: Path):
-    from mlflow.tracking import MlflowClient
 
     uri = f"sqlite:///{home / 'mlflow.db'}"
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+    return store_client(uri)
 
 
 def test_run_has_params_metrics_tags_and_artifacts(logged: LoggedModel, mlflow_home: Path) -> None:

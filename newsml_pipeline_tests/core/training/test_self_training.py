@@ -8,6 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from newsml_pipeline.core.registry.tracking import store_client
 from newsml_pipeline.core.training.self_training import RELABELLED_SOURCE, relabel_confident, self_train
 from newsml_pipeline.settings import SelfTrainingConfig
 from newsml_pipeline_tests.core.training.test_training import tiny_cfg
@@ -201,7 +202,6 @@ def test_gold_train_rows_are_never_relabelled(base: Path, tmp_path: Path) -> Non
 
 
 def test_train_and_log_records_each_round_in_mlflow(base: Path, tmp_path: Path) -> None:
-    import mlflow
 
     from newsml_pipeline.core.registry.model_logging import train_and_log
     from newsml_pipeline.settings import MlflowConfig
@@ -219,7 +219,7 @@ def test_train_and_log_records_each_round_in_mlflow(base: Path, tmp_path: Path) 
     )
     assert [r["round"] for r in logged.self_training] == [0, 1]
     assert sum(r["selected"] for r in logged.self_training) == 1
-    client = mlflow.MlflowClient(tracking_uri=uri)
+    client = store_client(uri)
     run = client.get_run(logged.run_id)
     assert (
         run.data.params["self_training_rounds"] == "1"
