@@ -377,7 +377,6 @@ def demo_config(home: Path, site: NewsSite, opts: DemoOptions) -> dict[str, Any]
         # headlines + one sentence: short on purpose
         "quality": {"min_text_chars": 20},
         # a few hundred articles before the first retrain: larger held-out shares give every
-        # class its silver val/test rows
         # class its silver val/test rows (one val row per class is enough to run early stopping)
         "splits": {"window_days": 90, "val_fraction": 0.2, "test_fraction": 0.2, "min_per_class_eval": 1},
         # Sized for 2 cores: LoRA on the top 3 layers (no backward pass below them) at a higher
