@@ -213,13 +213,20 @@ def cmd_label(args: argparse.Namespace, settings: Settings, out: IO[str]) -> int
         service = LabellingService.from_settings(settings, labeller=args.user)
     except ValueError as e:
         raise CliError(f"--user: {e}") from None
+    entities = None
+    if settings.config.entities is not None:  # the entity mode: span corrections at /entities
+        from newsml_pipeline.core.labeling.entity_page import EntityLabellingService
+
+        entities = EntityLabellingService.from_settings(settings, labeller=service.labeller)
     who = f"{len(tokens)} labellers ({TOKENS_ENV}, HTTP Basic)" if tokens else service.labeller
     out.write(
         f"labelling page for {who} on http://{args.host}:{args.port}/ (answers go to {service.store.path})\n"
     )
+    if entities is not None:
+        out.write(f"entity mode (span corrections) on http://{args.host}:{args.port}/entities\n")
     out.flush()
     try:
-        serve(service, host=args.host, port=args.port, tokens=tokens)
+        serve(service, host=args.host, port=args.port, tokens=tokens, entities=entities)
     except KeyboardInterrupt:
         out.write("stopped\n")
     return 0
@@ -530,7 +537,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64, help="texts per batch (default 64)")
     p.set_defaults(func=cmd_entities)
 
-    p = sub.add_parser("label", help="labelling page: the review queue one article at a time")
+    p = sub.add_parser(
+        "label", help="labelling page: the review queue one article at a time; /entities: span corrections"
+    )
     p.add_argument(
         "--host",
         default="127.0.0.1",

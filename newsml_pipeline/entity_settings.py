@@ -163,6 +163,8 @@ class EntitiesConfig(_Strict):
     # Trusted sentences (IOB2/CoNLL or JSONL with character spans) for evaluation and the gate only;
     # never trained on. ${NEWSML_HOME} is expanded.
     gold_files: list[str] = Field(default_factory=list)
+    # Sentences per day in entity_review_queue (the labelling page's entity mode): most contested first.
+    review_per_day: int = Field(default=50, ge=1, le=5000)
     # Characters of each article (title + text) that are sentence-split and labelled.
     max_chars: int = Field(default=2000, ge=50)
     registered_model: str = DEFAULT_ENTITY_REGISTERED_MODEL

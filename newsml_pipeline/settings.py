@@ -52,6 +52,11 @@ class LocalSource(_Strict):
     path: str
     # A record's `label` becomes `gold_label` (trusted, used for evaluation).
     label_field: str = "label"
+    # A record's gold entity spans [{start, end, label}] (offsets into `text`), and .iob2/.conll
+    # files in the folder (one article per sentence): trusted entity rows, evaluation only.
+    entities_field: str = "entities"
+    iob_token_col: int = Field(default=1, ge=0)  # columns of the token and the IOB2 tag in .iob2/.conll
+    iob_tag_col: int = Field(default=2, ge=0)
 
 
 class HfSource(_Strict):

@@ -7,6 +7,7 @@ entity_labels (daily: the sources' spans and the label model's, per sentence)
   -> entity_evaluation (+ blocking check entity_gate: strict span F1 on trusted gold sentences)
   -> entity_deployment (alias `champion` of the entity registered model)
 entity_mentions (daily): the deployed recognizer's entities in each day's articles.
+entity_review_queue (daily): the sentences the labelling page's entity mode asks people to correct.
 Registered by definitions.py only when the config has an `entities:` section.
 """
 
@@ -27,10 +28,23 @@ from newsml_pipeline.core.entities.gold import read_gold
 from newsml_pipeline.core.entities.metrics import span_scores
 from newsml_pipeline.core.entities.model import EntityRecognizer, load_pretrained, load_recognizer
 from newsml_pipeline.core.entities.registry import champion, download_version, log_entity_model
+from newsml_pipeline.core.entities.review import QUEUE_SCHEMA as REVIEW_SCHEMA
+from newsml_pipeline.core.entities.review import QUEUE_TABLE as REVIEW_TABLE
+from newsml_pipeline.core.entities.review import select_sentences
 from newsml_pipeline.core.entities.spans import CharSpan
 from newsml_pipeline.core.entities.splits import split_articles
 from newsml_pipeline.core.entities.train_spacy import TrainingSentence, train_spacy_ner
 from newsml_pipeline.core.entities.train_transformer import train_token_classifier
+from newsml_pipeline.core.entities.trusted import (
+    TRUSTED_SPLIT,
+    TrustedSentences,
+    collect_trusted_sentences,
+    drop_trusted,
+    hold_out_trusted,
+    read_source_gold,
+)
+from newsml_pipeline.core.labeling.feedback_store import store_path
+from newsml_pipeline.core.labeling.span_store import read_current_spans
 from newsml_pipeline.core.monitoring.drift import DriftStateStore
 from newsml_pipeline.core.registry.aliases import set_champion
 from newsml_pipeline.defs.metadata import metadata_table
@@ -66,6 +80,34 @@ def _article_texts(raw: pl.DataFrame) -> list[str]:
     return [
         f"{t or ''}.\n{x or ''}" if t else (x or "") for t, x in zip(raw["title"], raw["text"], strict=True)
     ]
+
+
+def trusted_sentences(newsml: NewsmlSettings, wh) -> TrustedSentences:  # noqa: ANN001 - Warehouse
+    """Every trusted sentence: entities.gold_files, a labelled source's gold (entity_gold) and the
+    labelling page's span answers. Evaluation and the gate only: never trained on."""
+    cfg = _cfg(newsml)
+    return collect_trusted_sentences(
+        files=[s for f in cfg.gold_files for s in read_gold(f)],
+        source=read_source_gold(wh),
+        page=read_current_spans(store_path(newsml.settings.feedback_dir)),
+        types=cfg.names,
+    )
+
+
+def training_rows(newsml: NewsmlSettings, wh) -> tuple[pl.DataFrame, pl.DataFrame, int]:  # noqa: ANN001
+    """(train rows, held-out test rows, train rows dropped as trusted) of the labelled sentences in
+    entity_splits: what entity_candidate trains on. No trusted sentence's article or text is in it."""
+    cfg = _cfg(newsml)
+    rows = wh.query(
+        f"""SELECT l.article_id, l.text, l.entities, l.missing, l.rehearsal, l.abstain_share, s.split
+            FROM {LABELS_TABLE} l JOIN {SPLITS_TABLE} s USING (article_id)
+            ORDER BY l.article_id, l.sentence"""
+    )
+    train = rows.filter(
+        (pl.col("split") == "train") & (pl.col("abstain_share") <= cfg.label_model.max_abstain_share)
+    )
+    train, dropped = drop_trusted(train, trusted_sentences(newsml, wh))
+    return train, rows.filter(pl.col("split") == "test"), dropped
 
 
 def _day_proposals(wh, day: date) -> dict[str, set[CharSpan]]:  # noqa: ANN001 - Warehouse
@@ -184,6 +226,15 @@ def build_entity_assets(partitions: dg.PartitionsDefinition) -> tuple[list, list
             val_fraction=splits_cfg.val_fraction,
             test_fraction=splits_cfg.test_fraction,
         )
+        # A story with a trusted sentence (page answer, source gold) is never trained on.
+        trusted = trusted_sentences(newsml, wh)
+        split = hold_out_trusted(
+            split,
+            article_ids=arts["article_id"].to_list(),
+            near_duplicate_of=arts["near_duplicate_of"].to_list(),
+            content_hashes=arts["content_hash"].to_list(),
+            trusted_ids=trusted.article_ids,
+        )
         frame = pl.DataFrame(
             {"article_id": list(split), "split": list(split.values())},
             schema={"article_id": pl.String, "split": pl.String},
@@ -198,6 +249,9 @@ def build_entity_assets(partitions: dg.PartitionsDefinition) -> tuple[list, list
             metadata={
                 "dagster/row_count": dg.MetadataValue.int(len(frame)),
                 "sentences_per_split": dg.MetadataValue.json(sizes),
+                "articles_held_out_as_trusted": dg.MetadataValue.int(
+                    sum(v == TRUSTED_SPLIT for v in split.values())
+                ),
             }
         )
 
@@ -222,14 +276,9 @@ def build_entity_assets(partitions: dg.PartitionsDefinition) -> tuple[list, list
         cfg = _cfg(newsml)
         settings = newsml.settings
         wh = warehouse.get()
-        rows = wh.query(
-            f"""SELECT l.text, l.entities, l.missing, l.rehearsal, l.abstain_share, s.split
-                FROM {LABELS_TABLE} l JOIN {SPLITS_TABLE} s USING (article_id)
-                ORDER BY l.article_id, l.sentence"""
-        )
-        train = rows.filter(
-            (pl.col("split") == "train") & (pl.col("abstain_share") <= cfg.label_model.max_abstain_share)
-        )
+        train, held, dropped_trusted = training_rows(newsml, wh)
+        if dropped_trusted:
+            context.log.info("%d train sentences left out: trusted (evaluation only)", dropped_trusted)
         sentences = [
             TrainingSentence(t, _spans(e), [tuple(m) for m in json.loads(mi)], _spans(r))
             for t, e, mi, r in zip(
@@ -244,7 +293,6 @@ def build_entity_assets(partitions: dg.PartitionsDefinition) -> tuple[list, list
             res = train_token_classifier(sentences, cfg)
         else:
             res = train_spacy_ner(sentences, cfg)
-        held = rows.filter(pl.col("split") == "test")
         agreement = span_scores(
             [_spans(e) for e in held["entities"]],
             res.recognizer.predict(held["text"].to_list()),
@@ -313,17 +361,20 @@ def build_entity_assets(partitions: dg.PartitionsDefinition) -> tuple[list, list
         code_version=CODE_VERSION,
         description=(
             "Candidate vs the pretrained pipeline (mapped to the types) vs the champion on the trusted gold "
-            "sentences of entities.gold_files: strict span precision/recall/F1 per type and micro."
+            "sentences (entities.gold_files, gold spans a local source carries, span answers of the labelling "
+            "page): strict span precision/recall/F1 per type and micro."
         ),
     )
     def entity_evaluation(
         context: dg.AssetExecutionContext,
         newsml: NewsmlSettings,
+        warehouse: WarehouseResource,
         mlflow: MlflowResource,
         entity_candidate: dict,
     ) -> dg.Output[dict]:
         cfg = _cfg(newsml)
-        gold = [s for f in cfg.gold_files for s in read_gold(f)]
+        trusted = trusted_sentences(newsml, warehouse.get())
+        gold = trusted.sentences
         champ_version = champion(mlflow.tracking_uri, cfg.registered_model)
         champ = None
         if champ_version is not None and champ_version != entity_candidate["version"]:
@@ -381,6 +432,7 @@ def build_entity_assets(partitions: dg.PartitionsDefinition) -> tuple[list, list
             },
             "gate": {"passed": decision.passed, "reasons": decision.reasons, "checks": decision.checks},
             "n_sentences": len(gold),
+            "trusted_per_origin": trusted.per_origin,
         }
         return dg.Output(
             value,
@@ -391,6 +443,10 @@ def build_entity_assets(partitions: dg.PartitionsDefinition) -> tuple[list, list
                 "gate_passed": decision.passed,
                 "gate_reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in decision.reasons)),
                 "gold_sentences": dg.MetadataValue.int(len(gold)),
+                "gold_sentences_per_origin": dg.MetadataValue.json(trusted.per_origin),
+                "gold_problems": dg.MetadataValue.md(
+                    "\n".join(f"- {p}" for p in trusted.problems[:50]) or "none"
+                ),
                 "changed_spans": metadata_table(
                     changed_spans(gold, preds["pretrained"], preds["candidate"], types=cfg.names)
                     if preds
@@ -539,7 +595,59 @@ def build_entity_assets(partitions: dg.PartitionsDefinition) -> tuple[list, list
             }
         )
 
+    @dg.asset(
+        name=REVIEW_TABLE,
+        group_name=GROUP,
+        partitions_def=partitions,
+        deps=[dg.AssetKey(LABELS_TABLE)],
+        op_tags=LIGHT_STEP,
+        kinds={"duckdb"},
+        code_version=CODE_VERSION,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        description=(
+            "Per day, up to entities.review_per_day auto-labelled sentences where the labelling sources "
+            "disagree most (contested spans + tokens the label model abstained on), with the label model's "
+            "spans as the starting point: served by `newsml label` at /entities; answers become trusted "
+            "sentences for entity_evaluation."
+        ),
+    )
+    def entity_review_queue(
+        context: dg.AssetExecutionContext, newsml: NewsmlSettings, warehouse: WarehouseResource
+    ) -> dg.MaterializeResult:
+        cfg = _cfg(newsml)
+        wh = warehouse.get()
+        total, contested = 0, 0
+        for key in context.partition_keys:
+            day = date.fromisoformat(key)
+            rows = wh.query(
+                f"""SELECT article_id, sentence, text, entities, proposals, missing FROM {LABELS_TABLE}
+                    WHERE partition_date = ? ORDER BY article_id, sentence""",
+                [day],
+            )
+            queue = select_sentences(
+                rows,
+                day=day,
+                budget=cfg.review_per_day,
+                proposals=[
+                    {k: [CharSpan(a, b, lab) for a, b, lab in v] for k, v in json.loads(p).items()}
+                    for p in rows["proposals"]
+                ],
+                missing=[[tuple(m) for m in json.loads(x)] for x in rows["missing"]],
+            )
+            wh.replace_partition(
+                REVIEW_TABLE, queue.cast(REVIEW_SCHEMA), partition_column="partition_date", partition_key=day
+            )
+            total += len(queue)
+            contested += int((queue["disagreement"] > 0).sum())
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": dg.MetadataValue.int(total),
+                "contested_sentences": dg.MetadataValue.int(contested),
+            }
+        )
+
     assets = [
+        entity_review_queue,
         entity_labels,
         entity_splits,
         entity_candidate,
@@ -551,10 +659,10 @@ def build_entity_assets(partitions: dg.PartitionsDefinition) -> tuple[list, list
 
 
 def build_entity_jobs(partitions: dg.PartitionsDefinition) -> list:
-    """entity_ingest_job (labels + mentions per day) and entity_retrain_job (splits -> deployment)."""
+    """entity_ingest_job (labels, mentions and the review queue per day) and entity_retrain_job (splits -> deployment)."""
     ingest = dg.define_asset_job(
         "entity_ingest_job",
-        selection=dg.AssetSelection.assets(LABELS_TABLE, MENTIONS_TABLE),
+        selection=dg.AssetSelection.assets(LABELS_TABLE, MENTIONS_TABLE, REVIEW_TABLE),
         partitions_def=partitions,
     )
     retrain = dg.define_asset_job(

@@ -16,6 +16,7 @@ import polars as pl
 from newsml_pipeline.core.crawl.sources import SourceReport, collect_articles, every_source_failed
 from newsml_pipeline.core.data.article_store import STORE_TABLE, ArticleStore, RecordStats, check_no_loss
 from newsml_pipeline.core.data.coverage import days_label, unservable_days
+from newsml_pipeline.core.entities.trusted import GOLD_COLUMN, GOLD_TABLE, gold_rows, record_gold
 from newsml_pipeline.defs.clock import run_time
 from newsml_pipeline.defs.metadata import preview_table, source_report_table
 from newsml_pipeline.defs.placement import CRAWL_STEP
@@ -55,6 +56,11 @@ def crawl_into_store(
             metadata={"sources": dg.MetadataValue.md(source_report_table(reports))},
         )
     stats = store.record(batch)
+    # Gold entity spans a local source carries: trusted rows for the entity evaluation only; the
+    # article store keeps the article, never its spans (core/entities/trusted.py).
+    n_gold = record_gold(store.wh, gold_rows(batch, recorded_at=run_time(context)))
+    if n_gold:
+        context.log.info("%d articles carry gold entity spans (table %s)", n_gold, GOLD_TABLE)
     errors = sum(len(r.errors) for r in reports)
     if errors:
         context.log.warning("%d source error(s); see the sources table in the metadata", errors)
@@ -64,6 +70,9 @@ def crawl_into_store(
 def _crawl_metadata(batch: pl.DataFrame, reports: list[SourceReport], stats: RecordStats) -> dict[str, Any]:
     return {
         "rows_collected": len(batch),
+        "gold_entity_articles": int(batch[GOLD_COLUMN].is_not_null().sum())
+        if GOLD_COLUMN in batch.columns
+        else 0,
         "new_articles": stats.new,
         "updated_articles": stats.updated,
         "seen_again": stats.seen_again,

@@ -49,6 +49,7 @@ def test_entity_group_only_with_the_section(make_settings) -> None:
         "entity_evaluation",
         "entity_deployment",
         "entity_mentions",
+        "entity_review_queue",
     }
     assert on.resolve_job_def("entity_retrain_job") is not None
     assert on.resolve_schedule_def("entity_weekly_retrain_schedule").cron_schedule == "0 4 * * 1"

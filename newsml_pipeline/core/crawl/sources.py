@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -33,6 +34,8 @@ from newsml_pipeline.core.records import iter_records
 log = logging.getLogger(__name__)
 
 LOCAL_SUFFIXES = (".jsonl", ".jsonl.gz", ".parquet", ".csv")
+IOB_SUFFIXES = (".iob2", ".conll")  # gold entity sentences (core/entities/gold.py reads them)
+GOLD_ENTITIES = "gold_entities"  # batch column of gold spans (core/entities/trusted.py stores them)
 STATE_FILE = "crawl_state.duckdb"
 
 
@@ -67,9 +70,12 @@ def _published(value: Any, *, where: str) -> datetime | None:
 
 
 def _rows_to_frame(rows: list[dict], *, source: str, fetched_at: datetime) -> pl.DataFrame:
-    """rows: url, title, text, published_at, gold_label, text_from_summary, record_id."""
+    """rows: url, title, text, published_at, gold_label, text_from_summary, record_id, and
+    gold_entities (JSON spans) when a local source carries them: then the frame has that extra
+    column, which the article store leaves out (core/entities/trusted.py records it)."""
     if not rows:
         return empty(RAW_ARTICLES)
+    with_gold = any(r.get(GOLD_ENTITIES) is not None for r in rows)
     out = []
     for r in rows:
         h = content_hash(r["text"])
@@ -95,9 +101,12 @@ def _rows_to_frame(rows: list[dict], *, source: str, fetched_at: datetime) -> pl
                 "gold_label": r.get("gold_label"),
                 "text_from_summary": bool(r.get("text_from_summary", False)),
                 "near_duplicate_of": None,
+                **({GOLD_ENTITIES: r.get(GOLD_ENTITIES)} if with_gold else {}),
             }
         )
     schema = {k: v for k, v in RAW_ARTICLES.items() if k != "partition_date"}
+    if with_gold:
+        schema[GOLD_ENTITIES] = pl.String()
     df = pl.DataFrame(out, schema=schema)
     return conform(with_partition_date(df), RAW_ARTICLES, table="raw_articles")
 
@@ -181,10 +190,45 @@ async def rss_articles_async(
 def _local_files(path: Path) -> list[Path]:
     if path.is_file():
         return [path]
-    return sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith(LOCAL_SUFFIXES))
+    return sorted(
+        p for p in path.rglob("*") if p.is_file() and p.name.endswith(LOCAL_SUFFIXES + IOB_SUFFIXES)
+    )
 
 
-def _local_row(rec: dict, *, where: str, label_field: str) -> dict:
+def _gold_entities(raw: Any, text: str, *, where: str) -> str:
+    """A record's gold spans, checked against its text, as JSON; ValueError names the bad span."""
+    from newsml_pipeline.core.entities.gold import parse_char_spans
+
+    if isinstance(raw, str):  # a CSV cell holds the list as JSON text
+        try:
+            raw = json.loads(raw)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{where}: entities is not a JSON list of {{start, end, label}} ({e})") from None
+    spans = parse_char_spans(raw, text, where=where)  # GoldFormatError is a ValueError
+    return json.dumps([[s.start, s.end, s.label] for s in spans])
+
+
+def _iob_rows(path: Path, src) -> list[dict]:
+    """One article per sentence of an IOB2/CoNLL file: its text and gold spans (no title)."""
+    from newsml_pipeline.core.entities.gold import read_iob2
+
+    rows = []
+    for s in read_iob2(path, token_col=src.iob_token_col, tag_col=src.iob_tag_col):
+        rows.append(
+            {
+                "url": None,
+                "title": None,
+                "text": s.text,
+                "published_at": None,
+                "gold_label": None,
+                "record_id": s.id,
+                GOLD_ENTITIES: json.dumps([[e.start, e.end, e.label] for e in s.entities]),
+            }
+        )
+    return rows
+
+
+def _local_row(rec: dict, *, where: str, label_field: str, entities_field: str = "entities") -> dict:
     missing = [k for k in ("title", "text") if k not in rec]
     if missing:
         raise ValueError(f"{where}: record lacks {missing} (a record needs title and text)")
@@ -206,11 +250,19 @@ def _local_row(rec: dict, *, where: str, label_field: str) -> dict:
         "published_at": _published(rec.get("published"), where=where),
         "gold_label": (label.strip() or None) if label else None,
         "record_id": str(rec["id"]) if rec.get("id") is not None else None,
+        GOLD_ENTITIES: (
+            _gold_entities(rec[entities_field], text, where=where)
+            if rec.get(entities_field) is not None
+            else None
+        ),
     }
 
 
 def local_articles(src, *, fetched_at: datetime) -> tuple[pl.DataFrame, SourceReport]:
-    """A file or folder of .jsonl/.jsonl.gz/.parquet/.csv records; `label` becomes `gold_label`."""
+    """A file or folder of .jsonl/.jsonl.gz/.parquet/.csv records; `label` becomes `gold_label`,
+    `entities` gold spans; each sentence of an .iob2/.conll file is an article with gold spans.
+    A record or a file with a malformed span is refused whole and named in the report (kept without
+    its gold, its text would be trained on as if unlabelled)."""
     report = SourceReport(source=src.name, kind="local")
     path = Path(src.path).expanduser()
     if not path.exists():
@@ -218,15 +270,29 @@ def local_articles(src, *, fetched_at: datetime) -> tuple[pl.DataFrame, SourceRe
         return empty(RAW_ARTICLES), report
     files = _local_files(path)
     if path.is_dir() and not files:
-        report.notes.append(f"{path} holds no {'/'.join(LOCAL_SUFFIXES)} files")
+        report.notes.append(f"{path} holds no {'/'.join(LOCAL_SUFFIXES + IOB_SUFFIXES)} files")
     rows: list[dict] = []
     bad = 0
     for f in files:
+        if f.name.endswith(IOB_SUFFIXES):
+            try:
+                rows.extend(_iob_rows(f, src))
+            except (OSError, UnicodeDecodeError, ValueError) as e:
+                bad += 1
+                report.errors.append(f"{f}: gold file not read: {e}")
+            continue
         try:
             for where, rec, err in iter_records(f):
                 if err is None:
                     try:
-                        rows.append(_local_row(rec, where=where, label_field=src.label_field))
+                        rows.append(
+                            _local_row(
+                                rec,
+                                where=where,
+                                label_field=src.label_field,
+                                entities_field=src.entities_field,
+                            )
+                        )
                         continue
                     except ValueError as e:
                         err = str(e)
@@ -450,7 +516,7 @@ def collect_articles(
     order = {s.name: i for i, s in enumerate(sources)}
     reports.sort(key=lambda r: order.get(r.source, len(order)))
     df = (
-        pl.concat([f for f in frames if len(f)], how="vertical")
+        pl.concat([f for f in frames if len(f)], how="diagonal_relaxed")  # gold_entities: local only
         if any(len(f) for f in frames)
         else empty(RAW_ARTICLES)
     )

@@ -103,6 +103,48 @@ def read_iob2(path: str | Path, *, token_col: int = 1, tag_col: int = 2) -> list
     return out
 
 
+def parse_char_spans(
+    raw: object,
+    text: str,
+    *,
+    where: str,
+    types: list[str] | None = None,
+    allow_overlap: bool = True,
+) -> list[CharSpan]:
+    """`[{"start", "end", "label"}, ...]` (offsets into `text`) -> sorted CharSpans, or a
+    GoldFormatError naming `where` and the bad span: a span that is not such an object, offsets that
+    are not integers or not inside the text, an empty label, a label outside `types` (when given),
+    overlapping spans (unless `allow_overlap`). Shared by the gold files, a local source's gold spans
+    and the labelling page, so every road in refuses the same things with the same words."""
+    if not isinstance(raw, list):
+        raise GoldFormatError(f"{where}: entities must be a list of {{start, end, label}}, got {raw!r:.80}")
+    spans: list[CharSpan] = []
+    for k, e in enumerate(raw):
+        if not isinstance(e, dict) or not {"start", "end", "label"} <= set(e):
+            raise GoldFormatError(f"{where}: entity {k} is not {{start, end, label}}: {e!r:.80}")
+        start, end, label = e["start"], e["end"], e["label"]
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (start, end)):
+            raise GoldFormatError(f"{where}: entity {k} offsets must be integers, got {start!r}, {end!r}")
+        if not isinstance(label, str) or not label.strip():
+            raise GoldFormatError(f"{where}: entity {k} needs a non-empty label, got {label!r}")
+        if not 0 <= start < end <= len(text):
+            raise GoldFormatError(
+                f"{where}: entity {k} [{start}, {end}) is outside the text (0 <= start < end <= {len(text)})"
+            )
+        if types is not None and label not in types:
+            raise GoldFormatError(f"{where}: entity {k} has unknown type {label!r}; types are {types}")
+        spans.append(CharSpan(start, end, label))
+    spans.sort()
+    if not allow_overlap:
+        for a, b in zip(spans, spans[1:], strict=False):
+            if b.start < a.end:
+                raise GoldFormatError(
+                    f"{where}: spans overlap: {text[a.start : a.end]!r} [{a.label}] and "
+                    f"{text[b.start : b.end]!r} [{b.label}]"
+                )
+    return spans
+
+
 def read_jsonl(path: str | Path) -> list[GoldSentence]:
     """Records {"id"?, "text", "entities": [{"start", "end", "label"}]} (offsets into text)."""
     from newsml_pipeline.core.records import jsonl_lines, open_text
@@ -114,16 +156,10 @@ def read_jsonl(path: str | Path) -> list[GoldSentence]:
             lineno, rec = ln.line, ln.record
             if ln.error is not None:
                 raise GoldFormatError(f"{path}:{lineno}: not a gold record ({ln.error})")
-            try:
-                text = rec["text"]
-                ents = [
-                    CharSpan(int(e["start"]), int(e["end"]), str(e["label"])) for e in rec.get("entities", [])
-                ]
-            except (KeyError, TypeError, ValueError) as e:
-                raise GoldFormatError(f"{path}:{lineno}: not a gold record ({e})") from None
-            for e in ents:
-                if not 0 <= e.start < e.end <= len(text):
-                    raise GoldFormatError(f"{path}:{lineno}: span {e} is outside the text")
+            text = rec.get("text") if isinstance(rec, dict) else None
+            if not isinstance(text, str):
+                raise GoldFormatError(f"{path}:{lineno}: not a gold record (no string 'text')")
+            ents = parse_char_spans(rec.get("entities", []), text, where=f"{path}:{lineno}")
             out.append(GoldSentence(str(rec.get("id", f"{path.stem}-{lineno}")), text, ents))
     return out
 

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import polars as pl
 from fastapi import Depends, FastAPI, Request
@@ -39,6 +39,9 @@ from newsml_pipeline.core.labeling.feedback_store import (
 )
 from newsml_pipeline.core.labeling.needs import trusted_labels_needed
 from newsml_pipeline.core.labeling.trusted import collect_trusted_labels
+
+if TYPE_CHECKING:
+    from newsml_pipeline.core.labeling.entity_page import EntityLabellingService
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +93,7 @@ class State(BaseModel):
     item: QueueItem | None
     remaining: int
     progress: list[ClassProgress]
+    entity_mode: bool = Field(default=False, description="whether /entities (span corrections) is served")
 
 
 class AnswerIn(BaseModel):
@@ -371,9 +375,15 @@ def _out(rec) -> AnswerOut:  # noqa: ANN001 - feedback_store.Recorded
 # ---------------------------------------------------------------- HTTP
 
 
-def create_app(service: LabellingService, *, tokens: Mapping[str, str] | None = None) -> FastAPI:
+def create_app(
+    service: LabellingService,
+    *,
+    tokens: Mapping[str, str] | None = None,
+    entities: EntityLabellingService | None = None,
+) -> FastAPI:
     """The page and its API. `tokens` ({labeller: token}, core/labeling/access.py): every route but
-    /health then needs HTTP Basic credentials, and answers are stored under the verified name."""
+    /health then needs HTTP Basic credentials, and answers are stored under the verified name.
+    `entities` (the config has an `entities:` section): the entity mode at /entities, same rules."""
     app = FastAPI(
         title="newsml labelling page", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json"
     )
@@ -411,7 +421,9 @@ def create_app(service: LabellingService, *, tokens: Mapping[str, str] | None = 
     # Plain `def` endpoints run in a thread pool: the store and the warehouse block on I/O.
     @app.get("/api/state", response_model=State)
     def state(who: str = Depends(labeller)) -> State:
-        return service.state(who)
+        out = service.state(who)
+        out.entity_mode = entities is not None
+        return out
 
     @app.post("/api/answers", response_model=AnswerOut)
     def answer(req: AnswerIn, who: str = Depends(labeller)) -> AnswerOut:
@@ -421,17 +433,27 @@ def create_app(service: LabellingService, *, tokens: Mapping[str, str] | None = 
     def undo(req: UndoIn, who: str = Depends(labeller)) -> AnswerOut:
         return service.undo(req, who)
 
+    if entities is not None:
+        from newsml_pipeline.core.labeling.entity_page import add_entity_routes
+
+        add_entity_routes(app, entities, labeller)
     return app
 
 
 def serve(
-    service: LabellingService, *, host: str, port: int, tokens: Mapping[str, str] | None = None
+    service: LabellingService,
+    *,
+    host: str,
+    port: int,
+    tokens: Mapping[str, str] | None = None,
+    entities: EntityLabellingService | None = None,
 ) -> None:
     """Run the page with uvicorn until interrupted; off loopback only with `tokens`."""
     check_bind(host, tokens)
     import uvicorn
 
-    uvicorn.run(create_app(service, tokens=tokens), host=host, port=port, log_level="warning")
+    app = create_app(service, tokens=tokens, entities=entities)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
 def check_bind(host: str, tokens: Mapping[str, str] | None) -> None:
