@@ -15,8 +15,10 @@ import polars as pl
 from newsml_pipeline.core.data.article_store import STORE_EXTRA, STORE_SCHEMA, STORE_TABLE
 from newsml_pipeline.core.data.schema import LABELED_ARTICLES, RAW_ARTICLES
 from newsml_pipeline.core.data.splits import OUTPUT_SCHEMA
+from newsml_pipeline.core.entities.review import QUEUE_SCHEMA as ENTITY_REVIEW_SCHEMA
 from newsml_pipeline.core.labeling.feedback import GOLD_SCHEMA
 from newsml_pipeline.core.labeling.review_queue import QUEUE_SCHEMA
+from newsml_pipeline.defs import entities
 from newsml_pipeline.defs.monitoring import SCORED_SCHEMA
 
 # Who answers for the pipeline's assets (Dagster owners: a `team:` name or an e-mail address).
@@ -34,6 +36,11 @@ TABLE_COLUMNS: dict[str, Mapping[str, pl.DataType]] = {
     "review_queue": QUEUE_SCHEMA,
     "dataset_splits": {**OUTPUT_SCHEMA, "evaluation_kind": pl.String()},
     "scored_articles": SCORED_SCHEMA,
+    # the entity task's tables (present when the config has an `entities:` section)
+    entities.LABELS_TABLE: entities.LABELS_SCHEMA,
+    entities.SPLITS_TABLE: entities.SPLITS_SCHEMA,
+    entities.MENTIONS_TABLE: entities.MENTIONS_SCHEMA,
+    entities.REVIEW_TABLE: ENTITY_REVIEW_SCHEMA,
 }
 
 DESCRIPTIONS = {

@@ -58,6 +58,31 @@ GROUP = "entities"
 LABELS_TABLE = "entity_labels"
 SPLITS_TABLE = "entity_splits"
 MENTIONS_TABLE = "entity_mentions"
+
+# Column contracts of the entity tables: the writers cast to them, the catalog shows them.
+LABELS_SCHEMA: dict[str, pl.DataType] = {
+    "article_id": pl.String(),
+    "partition_date": pl.Date(),
+    "sentence": pl.Int64(),
+    "sentence_start": pl.Int64(),
+    "text": pl.String(),
+    "entities": pl.String(),
+    "missing": pl.String(),
+    "rehearsal": pl.String(),
+    "proposals": pl.String(),
+    "abstain_share": pl.Float64(),
+}
+SPLITS_SCHEMA: dict[str, pl.DataType] = {"article_id": pl.String(), "split": pl.String()}
+MENTIONS_SCHEMA: dict[str, pl.DataType] = {
+    "article_id": pl.String(),
+    "partition_date": pl.Date(),
+    "model_version": pl.String(),
+    "start": pl.Int64(),
+    "end": pl.Int64(),
+    "label": pl.String(),
+    "text": pl.String(),
+    "proposed": pl.Boolean(),
+}
 CODE_VERSION = "1"
 
 
@@ -173,11 +198,7 @@ def build_entity_assets(partitions: dg.PartitionsDefinition) -> tuple[list, list
                     ],
                     "abstain_share": [s.abstain_share for s in sents],
                 },
-                schema_overrides={
-                    "partition_date": pl.Date,
-                    "sentence": pl.Int64,
-                    "abstain_share": pl.Float64,
-                },
+                schema=LABELS_SCHEMA,
             )
             wh.replace_partition(LABELS_TABLE, rows, partition_column="partition_date", partition_key=day)
             total += len(rows)
@@ -237,7 +258,7 @@ def build_entity_assets(partitions: dg.PartitionsDefinition) -> tuple[list, list
         )
         frame = pl.DataFrame(
             {"article_id": list(split), "split": list(split.values())},
-            schema={"article_id": pl.String, "split": pl.String},
+            schema=SPLITS_SCHEMA,
         )
         wh.replace_table(SPLITS_TABLE, frame)
         sizes = dict(
@@ -569,16 +590,7 @@ def build_entity_assets(partitions: dg.PartitionsDefinition) -> tuple[list, list
             ]
             frame = pl.DataFrame(
                 recs,
-                schema={
-                    "article_id": pl.String,
-                    "partition_date": pl.Date,
-                    "model_version": pl.String,
-                    "start": pl.Int64,
-                    "end": pl.Int64,
-                    "label": pl.String,
-                    "text": pl.String,
-                    "proposed": pl.Boolean,
-                },
+                schema=MENTIONS_SCHEMA,
             )
             wh.replace_partition(MENTIONS_TABLE, frame, partition_column="partition_date", partition_key=day)
             total += len(frame)

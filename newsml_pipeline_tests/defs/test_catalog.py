@@ -12,6 +12,7 @@ import yaml
 
 from newsml_pipeline.definitions import build_definitions
 from newsml_pipeline.defs.catalog import COLUMN_SCHEMA_KEY, TABLE_COLUMNS
+from newsml_pipeline_tests.defs.test_entities_chain import ENTITIES
 from newsml_pipeline_tests.deploy.manifests import K8S, PG_ENV, REPO, load_instance
 
 INSTANCE_YAMLS = [REPO / "dagster.yaml", REPO / "deploy" / "dagster.postgres.yaml", K8S / "dagster.k8s.yaml"]
@@ -21,7 +22,8 @@ TABLE_KIND = "duckdb"
 
 @pytest.fixture
 def graph(make_settings):  # noqa: ANN001, ANN201
-    return build_definitions(make_settings()).resolve_asset_graph()
+    """Both tasks' assets: the topic chain and, with an `entities:` section, the entity chain."""
+    return build_definitions(make_settings(entities=ENTITIES)).resolve_asset_graph()
 
 
 def test_every_asset_has_owners_and_kinds(graph) -> None:  # noqa: ANN001
@@ -34,6 +36,7 @@ def test_every_asset_has_owners_and_kinds(graph) -> None:  # noqa: ANN001
 def test_every_table_asset_declares_its_column_schema(graph) -> None:  # noqa: ANN001
     tables = {k.to_user_string() for k in graph.get_all_asset_keys() if TABLE_KIND in graph.get(k).kinds}
     assert {"raw_articles", "labeled_articles", "dataset_splits", "scored_articles"} <= tables
+    assert {"entity_labels", "entity_splits", "entity_mentions", "entity_review_queue"} <= tables
     for name in tables:
         schema = graph.get(dg.AssetKey(name)).metadata.get(COLUMN_SCHEMA_KEY)
         assert isinstance(schema, dg.TableSchema), f"{name} declares no column schema"
