@@ -21,6 +21,9 @@ def split_dataset(frame: pl.DataFrame, split: str) -> Any:
     import mlflow.data
 
     rows = frame.filter(pl.col("split") == split) if "split" in frame.columns else frame
+    # MLflow's schema has no date type: it maps a Date column to datetime itself, with a root-logger
+    # warning per column and split (three lines in every retrain's log); cast it here, once.
+    rows = rows.with_columns(pl.col(pl.Date).cast(pl.Datetime("us")))
     return mlflow.data.from_polars(
         rows, name=f"{DATASET_PREFIX}.{split}", targets="label" if "label" in rows.columns else None
     )
