@@ -146,7 +146,7 @@ def _confident_tiny_model(root: Path) -> Path:
     target = torch.tensor([0, 3, 4])  # business, sport, tech
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     model.train()
-    for _ in range(60):
+    for _ in range(200):  # 60 left it at 0.78 once the tiny vocabulary became deterministic
         opt.zero_grad()
         model(**batch, labels=target).loss.backward()
         opt.step()
