@@ -28,7 +28,8 @@ TEXTS = [
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    model_dir = sharpened_tiny_dir(tmp_path_factory.mktemp("onnx"), seed=3)
+    # seed 3 saturated (all rows within 1e-5) once the tiny vocabulary became deterministic
+    model_dir = sharpened_tiny_dir(tmp_path_factory.mktemp("onnx"), seed=2)
     export_onnx(model_dir)
     return model_dir
 
