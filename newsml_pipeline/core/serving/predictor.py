@@ -533,7 +533,9 @@ class Predictor:
     def predict(self, records: Sequence[Mapping[str, Any]], *, reload: bool = True) -> list[dict[str, Any]]:
         """Classify articles ({title?, text, id?}); returns label, confidence, scores, model_version.
 
-        Raises InvalidRecordError for malformed input. Work is done in `serving.batch_size` chunks.
+        Raises InvalidRecordError for malformed input. Work is done in `serving.batch_size` chunks
+        of articles of similar length (longest first), so a short article is not padded to a long
+        neighbour's length; answers come back in input order.
         reload=False skips the alias check (the HTTP server reloads from its own background task so
         a request never waits for a model download).
         """
@@ -542,10 +544,15 @@ class Predictor:
             self.reload()
         backend = self._backend
         assert backend is not None
-        out: list[dict[str, Any]] = []
+        # Characters are a cheap stand-in for tokens here; the backend sorts by tokens within a chunk.
+        order = sorted(
+            range(len(clean)), key=lambda i: -(len(clean[i]["text"]) + len(clean[i]["title"] or ""))
+        )
+        answers: list[dict[str, Any] | None] = [None] * len(clean)
         bs = self.serving_cfg.batch_size
         for start in range(0, len(clean), bs):
-            chunk = clean[start : start + bs]
+            positions = order[start : start + bs]
+            chunk = [clean[i] for i in positions]
             with self._infer_lock:
                 proba = backend.predict_proba([r["title"] for r in chunk], [r["text"] for r in chunk])
             proba = np.asarray(proba, dtype=float)
@@ -554,7 +561,7 @@ class Predictor:
                     f"model {backend.version} returned shape {proba.shape} for {len(chunk)} articles"
                 )
             best = proba.argmax(axis=1)
-            for rec, row, b in zip(chunk, proba, best, strict=True):
+            for pos, rec, row, b in zip(positions, chunk, proba, best, strict=True):
                 answer = {
                     "label": backend.labels[b],
                     "confidence": round(float(row[b]), 6),
@@ -563,7 +570,10 @@ class Predictor:
                 }
                 if "id" in rec:
                     answer = {"id": rec["id"], **answer}
-                out.append(answer)
+                answers[pos] = answer
+        out = [a for a in answers if a is not None]
+        if len(out) != len(clean):  # every position is in exactly one chunk
+            raise RuntimeError(f"{len(clean) - len(out)} articles got no answer")
         return out
 
     def health(self, *, reload: bool = True) -> dict[str, Any]:
