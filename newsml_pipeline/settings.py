@@ -481,7 +481,7 @@ class ServingConfig(_Strict):
     auto_max_f1_loss: float = Field(default=0.005, ge=0, le=1)
     # The auto probe: articles in its fixed batch, and the time it may take over all candidates
     # (a candidate not reached within it is not timed; at least the first one always is).
-    precision_probe_articles: int = Field(default=8, ge=1, le=256)
+    precision_probe_articles: int = Field(default=4, ge=1, le=256)
     precision_probe_budget_s: float = Field(default=2.0, gt=0, le=60)
     # ONNX Runtime intra-op threads; null = the cores this process may use.
     onnx_threads: int | None = Field(default=None, ge=1)

@@ -4,9 +4,11 @@ The evaluation measured each precision's speed on the machine that trained, but 
 elsewhere: an AMX CPU runs bf16 several times faster than fp32, an AVX2 one runs it slower, a GPU
 prefers fp16/bf16. So the serving process builds each allowed candidate, runs one warm-up and up
 to `timed_passes` forward passes of a fixed probe batch, and serves the fastest (best pass: the
-other work on a shared machine only ever adds time). The probe is bounded by `budget_s`: a
-candidate not reached in time is not timed (the speed hint from registration orders the
-candidates, so the likely winners are timed first); the first candidate is always timed.
+other work on a shared machine only ever adds time). The probe is bounded by `budget_s`: each
+candidate gets an equal share of it for its timed passes (at least one), and a candidate not
+reached within the budget is not timed (the speed hint from registration orders the candidates,
+so the likely winners are timed first); the first candidate is always timed. On a slow machine
+that is one warm-up and one timed pass each: a bigger model takes longer, never unboundedly.
 """
 
 from __future__ import annotations
@@ -91,6 +93,7 @@ def time_candidates(
     the others can still serve. The budget is checked before each candidate and between passes.
     """
     t0 = clock()
+    share = budget_s / max(1, len(order))
     measured: dict[str, float] = {}
     not_used: dict[str, str] = {}
     backends: dict[str, Any] = {}
@@ -99,6 +102,7 @@ def time_candidates(
             not_used[precision] = f"not timed: the probe budget of {budget_s:g}s was spent"
             continue
         try:
+            began = clock()
             backend = build(precision)
             backend.predict_proba(titles, texts)  # warm-up: kernel choice, allocations, caches
             passes = []
@@ -106,7 +110,7 @@ def time_candidates(
                 start = clock()
                 backend.predict_proba(titles, texts)
                 passes.append(clock() - start)
-                if clock() - t0 >= budget_s:
+                if clock() - began >= share or clock() - t0 >= budget_s:
                     break
         except Exception as e:  # a broken candidate must not stop the others from serving
             log.warning("precision %s could not be probed, leaving it out: %s", precision, e)
