@@ -335,6 +335,12 @@ def status_info(settings: Settings) -> dict[str, Any]:
         "evaluation": tags.get("newsml.evaluation", "gold"),
         "metrics": metrics,
     }
+    from newsml_pipeline.core.serving.predictor import read_choice
+
+    # What the last serving process on this NEWSML_HOME measured and chose for this version.
+    info["champion"]["serving_precision"] = read_choice(
+        settings.models_dir / "serving-cache", name, str(champ.version)
+    )
     return info
 
 
@@ -364,6 +370,18 @@ def cmd_status(args: argparse.Namespace, settings: Settings, out: IO[str]) -> in
         )
         for k, v in sorted(champ["metrics"].items()):
             out.write(f"  {k}: {v:.4f}\n" if isinstance(v, int | float) else f"  {k}: {v}\n")
+        sp = champ.get("serving_precision")
+        if sp is None:
+            out.write(
+                "  serving precision: not chosen yet (no serving process has loaded this version here)\n"
+            )
+        else:
+            out.write(
+                f"  serving precision: {sp['precision']} on {sp['device']} "
+                f"(host {sp['host']}, pid {sp['pid']}, {sp['at']}): {sp['reason']}\n"
+            )
+            for p, why in sorted(sp.get("not_used", {}).items()):
+                out.write(f"    not {p}: {why}\n")
     out.write(f"previous: {info['previous'] or 'none'}\n")
     return 0
 

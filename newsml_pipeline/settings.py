@@ -474,20 +474,31 @@ class ServingConfig(_Strict):
     max_body_bytes: int = Field(default=2_000_000, ge=1024)
     batch_size: int = Field(default=32, ge=1)
     reload_interval_s: float = Field(default=30.0, ge=0)
-    # Inference precision of the served model. auto = the fastest precision whose macro-F1 on the
-    # gold test rows is within `auto_max_f1_loss` of torch fp32, read from the model version's
-    # `newsml.precision.*` tags written by the evaluation (without those tags: torch with bf16
-    # autocast where the CPU/GPU has native bf16, else fp32). fp32 / bf16 = torch; int8 = torch
-    # dynamic int8 (deprecated torch.ao path, CPU only); onnx / onnx-int8 = ONNX Runtime on the
-    # model.onnx / model.int8.onnx exported at registration.
-    precision: Literal["auto", "fp32", "bf16", "int8", "onnx", "onnx-int8"] = "auto"
+    # Inference precision of the served model. auto = at start and at every reload, the serving
+    # process times each precision that (a) runs natively on its own CPU/GPU and (b) the
+    # evaluation's quality rule allows (macro-F1 on the gold test rows within `auto_max_f1_loss`
+    # of torch fp32, from the version's `newsml.precision.*` tags; without tags: the torch
+    # precisions), on a fixed probe batch, and serves the fastest (core/serving/probe.py); the
+    # speed tags from registration only order the probe. fp32 / bf16 / fp16 (CUDA) = torch
+    # autocast; int8 = torch dynamic int8 (deprecated torch.ao path, CPU only); onnx / onnx-int8
+    # = ONNX Runtime on the model.onnx / model.int8.onnx exported at registration.
+    precision: Literal["auto", "fp32", "bf16", "fp16", "int8", "onnx", "onnx-int8"] = "auto"
     auto_max_f1_loss: float = Field(default=0.005, ge=0, le=1)
+    # The auto probe: articles in its fixed batch, and the time it may take over all candidates
+    # (a candidate not reached within it is not timed; at least the first one always is).
+    precision_probe_articles: int = Field(default=4, ge=1, le=256)
+    precision_probe_budget_s: float = Field(default=2.0, gt=0, le=60)
     # ONNX Runtime intra-op threads; null = the cores this process may use.
     onnx_threads: int | None = Field(default=None, ge=1)
     # Micro-batching: concurrent requests arriving within this window share one forward pass.
     batch_window_ms: float = Field(default=2.0, ge=0, le=1000)
     # A request still waiting for its answer after this long gets 503 (the model keeps going).
     request_timeout_s: float = Field(default=30.0, gt=0)
+    # Load shedding: a request whose estimated wait in the micro-batch queue (articles queued
+    # ahead / measured articles per second) exceeds this gets 503 with Retry-After at once, and
+    # one that has already queued this long when its batch starts is answered 503 instead of run;
+    # both are counted in /metrics (newsml_shed_requests_total). 0 = never shed (queue grows).
+    queue_deadline_ms: float = Field(default=1000.0, ge=0)
     # Connections served at once (uvicorn limit_concurrency); beyond it new ones get 503.
     max_concurrency: int = Field(default=256, ge=1)
     # Name of the environment variable holding the bearer token (never the token itself in YAML).

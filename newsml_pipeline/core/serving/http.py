@@ -8,8 +8,9 @@ GET  /metrics   -> Prometheus text format; GET /docs -> OpenAPI UI (schema at /o
 
 Every error is JSON {"error": message}: 400 bad JSON, 401 missing/wrong bearer token, 404 unknown
 path, 405 wrong method, 413 body over `serving.max_body_bytes`, 415 not JSON, 422 a field is
-wrong (the message names the article and the field), 503 timed out / over `max_concurrency`,
-500 (logged) if the model itself fails.
+wrong (the message names the article and the field), 503 timed out / over `max_concurrency` /
+shed by the queue deadline (`serving.queue_deadline_ms`: with a `Retry-After` header, counted in
+`newsml_shed_requests_total`), 500 (logged) if the model itself fails.
 
 With a token configured (env var named by `serving.token_env`), /classify and /metrics require
 `Authorization: Bearer <token>`; /health and /docs stay open (probes). Binding anything but a
@@ -23,6 +24,7 @@ import contextlib
 import hmac
 import json
 import logging
+import math
 import socket
 import threading
 import time
@@ -37,7 +39,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from newsml_pipeline.core.exposure import refuse_open_bind
-from newsml_pipeline.core.serving.batching import MicroBatcher
+from newsml_pipeline.core.serving.batching import MicroBatcher, Overloaded
 from newsml_pipeline.core.serving.metrics import ServingMetrics
 from newsml_pipeline.core.serving.predictor import MAX_TITLE_CHARS, InvalidRecordError, Predictor
 from newsml_pipeline.settings import ServingConfig
@@ -208,7 +210,12 @@ def create_app(
         return predictor.predict(records, reload=False)
 
     batcher = MicroBatcher(
-        predict, window_s=cfg.batch_window_ms / 1000, max_articles=cfg.batch_size, on_batch=on_batch
+        predict,
+        window_s=cfg.batch_window_ms / 1000,
+        max_articles=cfg.batch_size,
+        on_batch=on_batch,
+        deadline_s=cfg.queue_deadline_ms / 1000,
+        on_shed=lambda reason: metrics.shed.labels(reason).inc(),
     )
 
     def refresh_gauges() -> None:
@@ -307,7 +314,7 @@ def create_app(
             413: {"description": "body larger than serving.max_body_bytes"},
             415: {"description": "not application/json"},
             422: {"description": "a field is missing or wrong; the message names it"},
-            503: {"description": "timed out or over capacity"},
+            503: {"description": "timed out, over capacity or shed by the queue deadline (Retry-After)"},
         },
     )
     async def classify(request: Request) -> Response:
@@ -335,6 +342,12 @@ def create_app(
             return _error(422, str(e))
         try:
             results = await asyncio.wait_for(batcher.submit(records), timeout=cfg.request_timeout_s)
+        except Overloaded as e:  # fast: the queue is longer than the deadline allows
+            return JSONResponse(
+                {"error": f"overloaded, retry later: {e}"},
+                status_code=503,
+                headers={"Retry-After": str(max(1, math.ceil(e.retry_after_s)))},
+            )
         except TimeoutError:
             return _error(503, f"no answer within serving.request_timeout_s={cfg.request_timeout_s}s")
         except InvalidRecordError as e:  # the predictor's own check (should not differ from ours)

@@ -48,6 +48,13 @@ class ServingMetrics:
             ["model_version", "precision"],
             registry=r,
         )
+        self.shed = Counter(
+            "newsml_shed_requests",
+            "Requests answered 503 by the queue deadline (admission: estimated wait too long on "
+            "arrival; expired: queued past the deadline)",
+            ["reason"],
+            registry=r,
+        )
         self.degraded = Gauge("newsml_degraded", "1 while the last champion check/reload failed", registry=r)
         self._info_labels: tuple[str, str] | None = None
 

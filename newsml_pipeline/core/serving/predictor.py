@@ -6,11 +6,18 @@ the training code's `load_classifier` / `predict_proba` (much faster than going 
 pyfunc wrapper). With no champion yet it answers with the auto-labeler and says so in every
 answer's `model_version`. Every `serving.reload_interval_s` it looks at the alias again and swaps
 in a new champion without a restart (requests keep using the old model while the new one loads).
+
+With `serving.precision: auto` each load times the allowed precisions on this machine and serves
+the fastest (core/serving/probe.py); `precision_choice` says which and why, and the choice is
+written beside the cached version (`serving-precision.json`) for `newsml status`.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -21,7 +28,21 @@ from typing import Any, Protocol
 import numpy as np
 
 from newsml_pipeline.core.serving.onnx_model import ONNX_PRECISIONS, OnnxBackend, onnx_path
-from newsml_pipeline.core.serving.precision import choose_precision, parse_precision_tags
+from newsml_pipeline.core.serving.precision import (
+    PRECISIONS,
+    TORCH_PRECISIONS,
+    allowed_precisions,
+    hardware_candidates,
+    parse_precision_tags,
+)
+from newsml_pipeline.core.serving.probe import (
+    PrecisionChoice,
+    describe,
+    fastest,
+    probe_batch,
+    time_candidates,
+)
+from newsml_pipeline.core.training import device as device_info
 from newsml_pipeline.core.training.inputs import format_input
 from newsml_pipeline.settings import LabelsConfig, ServingConfig, Settings
 
@@ -29,6 +50,7 @@ log = logging.getLogger(__name__)
 
 AUTO_LABELER_VERSION = "auto-labeler"
 MAX_TITLE_CHARS = 2_000
+CHOICE_FILE = "serving-precision.json"
 
 
 class InvalidRecordError(ValueError):
@@ -130,8 +152,8 @@ class TransformerBackend:
     ) -> None:
         from newsml_pipeline.core.training.model_io import load_classifier
 
-        if precision not in ("auto", "fp32", "bf16", "int8"):
-            raise ValueError(f"unknown serving precision {precision!r}; use auto, fp32, bf16 or int8")
+        if precision not in ("auto", "fp32", "bf16", "fp16", "int8"):
+            raise ValueError(f"unknown serving precision {precision!r}; use auto, fp32, bf16, fp16 or int8")
         self.version = version
         self.model_dir = Path(model_dir)
         self.max_length = max_length
@@ -147,9 +169,19 @@ class TransformerBackend:
             "loaded model %s from %s in %.1fs (%s)", version, model_dir, time.perf_counter() - t0, precision
         )
 
+    def with_precision(self, precision: str) -> TransformerBackend:
+        """The same loaded model under another autocast precision (fp32 / bf16 / fp16): the
+        precision probe times them without loading the weights once per candidate."""
+        if precision not in TORCH_PRECISIONS or self.precision == "int8":
+            raise ValueError(f"with_precision shares autocast precisions only, not {precision!r}")
+        twin = object.__new__(TransformerBackend)
+        twin.__dict__.update(self.__dict__)
+        twin.precision = precision
+        return twin
+
     @property
     def _bf16(self) -> bool | None:
-        return {"auto": None, "fp32": False, "bf16": True, "int8": False}[self.precision]
+        return {"auto": None, "fp32": False, "bf16": True, "fp16": False, "int8": False}[self.precision]
 
     def predict_proba(self, titles: list[str | None], texts: list[str]) -> np.ndarray:
         from newsml_pipeline.core.training.model_io import predict_proba
@@ -163,6 +195,7 @@ class TransformerBackend:
             max_length=self.max_length,
             device=self.device,
             bf16=self._bf16,
+            fp16=self.precision == "fp16",
         )
 
 
@@ -263,6 +296,31 @@ class ChampionResolver:
                 done.touch()
         return find_classifier_dir(target)
 
+    def record_choice(self, ref: ChampionRef, choice: PrecisionChoice) -> None:
+        """Write the precision choice beside the cached version (read by `newsml status`)."""
+        target = self.cache_dir / ref.name / ref.version
+        record = {
+            **choice.as_dict(),
+            "version": ref.version,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        tmp = target / f".{CHOICE_FILE}.{os.getpid()}"
+        try:
+            tmp.write_text(json.dumps(record, indent=2))
+            tmp.replace(target / CHOICE_FILE)
+        except OSError as e:  # the choice still serves; only the status line lacks it
+            log.warning("could not record the precision choice in %s: %s", target, e)
+
+
+def read_choice(cache_dir: Path, registered_model: str, version: str) -> dict[str, Any] | None:
+    """The last precision choice a serving process recorded for this version (None if none)."""
+    path = Path(cache_dir) / registered_model / version / CHOICE_FILE
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text())
+
 
 # ---------------------------------------------------------------- predictor
 
@@ -291,6 +349,8 @@ class Predictor:
         self._infer_lock = threading.Lock()
         self._reload_lock = threading.Lock()
         self._backend: Backend | None = None
+        # Which precision serves and why (None while the auto-labeler answers).
+        self.precision_choice: PrecisionChoice | None = None
         self._last_check = float("-inf")
         # Why the last champion check/reload failed (None once one succeeds): /health says degraded.
         self.reload_error: str | None = None
@@ -318,10 +378,10 @@ class Predictor:
         assert self._backend is not None
         return list(self._backend.labels)
 
-    def _load(self, ref: ChampionRef | None) -> Backend:
+    def _load(self, ref: ChampionRef | None) -> tuple[Backend, PrecisionChoice | None]:
         if ref is None:
             log.warning("no champion for this registered model yet: answering with the auto-labeler")
-            return self._fallback_factory()
+            return self._fallback_factory(), None
         assert self.resolver is not None
         try:
             model_dir = self.resolver.local_dir(ref)
@@ -329,59 +389,106 @@ class Predictor:
             raise
         except Exception as e:  # MLflow/IO errors: re-raise with what we were doing
             raise ModelLoadError(f"could not fetch the files of {ref.name} version {ref.version}: {e}") from e
-        precision = self.resolve_precision(ref, model_dir)
-        backend: Backend
+        wanted = self.serving_cfg.precision
+        if wanted == "auto":
+            backend, choice = self._probe_auto(ref, model_dir)
+        else:
+            backend = self._build(model_dir, ref.version, wanted)
+            choice = PrecisionChoice(
+                precision=wanted,
+                reason="set by serving.precision (not auto): not measured",
+                device=self._device_type(),
+            )
+        unknown = sorted(set(backend.labels) - set(self.labels_cfg.names))
+        if unknown:
+            log.warning("champion %s predicts labels not in the configured schema: %s", ref.version, unknown)
+        self.resolver.record_choice(ref, choice)
+        return backend, choice
+
+    def _device_type(self) -> str:
+        from newsml_pipeline.core.training.model_io import _device
+
+        return _device(self.device)
+
+    def _build(
+        self, model_dir: Path, version: str, precision: str, *, share: TransformerBackend | None = None
+    ) -> Backend:
+        """The backend for one precision; `share` = an already loaded torch model to reuse."""
         if precision in ONNX_PRECISIONS:
-            backend = OnnxBackend(
+            return OnnxBackend(
                 model_dir,
-                version=ref.version,
+                version=version,
                 precision=precision,
                 max_length=self.max_length,
                 batch_size=self.serving_cfg.batch_size,
                 threads=self.serving_cfg.onnx_threads,
             )
-        else:
-            backend = TransformerBackend(
-                model_dir,
-                version=ref.version,
-                max_length=self.max_length,
-                batch_size=self.serving_cfg.batch_size,
-                device=self.device,
-                precision=precision,
-            )
-        unknown = sorted(set(backend.labels) - set(self.labels_cfg.names))
-        if unknown:
-            log.warning("champion %s predicts labels not in the configured schema: %s", ref.version, unknown)
-        return backend
-
-    def resolve_precision(self, ref: ChampionRef, model_dir: Path) -> str:
-        """serving.precision, or for `auto` the evaluation's choice from the version's tags (see
-        core/serving/precision.py); `auto` without usable tags = torch with bf16 where native."""
-        wanted = self.serving_cfg.precision
-        if wanted != "auto":
-            return wanted
-        measured = parse_precision_tags(ref.tags)
-        chosen = choose_precision(measured, max_f1_loss=self.serving_cfg.auto_max_f1_loss)
-        if chosen is None:
-            log.info("version %s has no per-precision evaluation tags: serving torch (auto)", ref.version)
-            return "auto"
-        if chosen in ONNX_PRECISIONS and not onnx_path(model_dir, chosen).exists():
-            log.warning(
-                "auto chose %s for version %s but its files are missing; serving torch fp32",
-                chosen,
-                ref.version,
-            )
-            return "fp32"
-        ms = measured[chosen]
-        log.info(
-            "auto precision for version %s: %s (macro-F1 %.4f vs fp32 %.4f, %.2f ms/article)",
-            ref.version,
-            chosen,
-            ms["macro_f1"],
-            measured["fp32"]["macro_f1"],
-            ms["ms_per_article"],
+        if share is not None and precision in TORCH_PRECISIONS:
+            return share.with_precision(precision)
+        return TransformerBackend(
+            model_dir,
+            version=version,
+            max_length=self.max_length,
+            batch_size=self.serving_cfg.batch_size,
+            device=self.device,
+            precision=precision,
         )
-        return chosen
+
+    def _probe_auto(self, ref: ChampionRef, model_dir: Path) -> tuple[Backend, PrecisionChoice]:
+        """serving.precision auto: time the allowed, natively run precisions here; serve the fastest.
+
+        Allowed = the evaluation's quality rule over the version's tags (core/serving/precision.py);
+        the tags' ms/article (measured where the model was registered) only order the probe.
+        """
+        cfg = self.serving_cfg
+        device = self._device_type()
+        onnx_have = [p for p in ONNX_PRECISIONS if onnx_path(model_dir, p).exists()]
+        candidates, not_used = hardware_candidates(
+            device=device, native_bf16=device_info.has_native_bf16(device), onnx_available=onnx_have
+        )
+        tags = parse_precision_tags(ref.tags)
+        allowed, rejected = allowed_precisions(candidates, tags, max_f1_loss=cfg.auto_max_f1_loss)
+        not_used.update(rejected)
+        hint = {p: m["ms_per_article"] for p, m in tags.items()}
+        order = sorted(allowed, key=lambda p: (hint.get(p, float("inf")), PRECISIONS.index(p)))
+        torch_model: dict[str, TransformerBackend] = {}
+
+        def build(precision: str) -> Backend:
+            if precision in TORCH_PRECISIONS and "shared" in torch_model:
+                return torch_model["shared"].with_precision(precision)
+            backend = self._build(model_dir, ref.version, precision)
+            if isinstance(backend, TransformerBackend):
+                torch_model["shared"] = backend
+            return backend
+
+        n = cfg.precision_probe_articles
+        titles, texts = probe_batch(n, max_length=self.max_length)
+        result = time_candidates(order, build, titles, texts, budget_s=cfg.precision_probe_budget_s)
+        not_used.update(result.not_used)
+        if not result.measured_ms:
+            raise ModelLoadError(
+                f"no precision of {ref.name} version {ref.version} could run here: {result.not_used}"
+            )
+        chosen = fastest(result.measured_ms)
+        choice = PrecisionChoice(
+            precision=chosen,
+            reason=describe(result.measured_ms, chosen),
+            device=device,
+            measured_ms=result.measured_ms,
+            hint_ms=hint,
+            not_used=not_used,
+            probe=f"{n} articles x up to {self.max_length} tokens",
+            probe_s=round(result.seconds, 3),
+        )
+        log.info(
+            "auto precision for version %s on %s: %s; probe took %.2fs; not candidates: %s",
+            ref.version,
+            device,
+            choice.reason,
+            result.seconds,
+            not_used or "none",
+        )
+        return result.backends[chosen], choice
 
     def reload(self, *, force: bool = False) -> bool:
         """Look at the alias now (force) or when the reload interval has passed; True if swapped.
@@ -403,7 +510,7 @@ class Predictor:
                 if wanted == current:
                     self.reload_error = None
                     return False
-                backend = self._load(ref)
+                backend, choice = self._load(ref)
             except Exception as e:
                 if self._backend is None:
                     raise
@@ -412,6 +519,7 @@ class Predictor:
                 return False
             self.reload_error = None
             self._backend = backend
+            self.precision_choice = choice
             log.info("now serving model version %s (was %s)", backend.version, current)
             return True
         finally:
@@ -425,7 +533,9 @@ class Predictor:
     def predict(self, records: Sequence[Mapping[str, Any]], *, reload: bool = True) -> list[dict[str, Any]]:
         """Classify articles ({title?, text, id?}); returns label, confidence, scores, model_version.
 
-        Raises InvalidRecordError for malformed input. Work is done in `serving.batch_size` chunks.
+        Raises InvalidRecordError for malformed input. Work is done in `serving.batch_size` chunks
+        of articles of similar length (longest first), so a short article is not padded to a long
+        neighbour's length; answers come back in input order.
         reload=False skips the alias check (the HTTP server reloads from its own background task so
         a request never waits for a model download).
         """
@@ -434,10 +544,15 @@ class Predictor:
             self.reload()
         backend = self._backend
         assert backend is not None
-        out: list[dict[str, Any]] = []
+        # Characters are a cheap stand-in for tokens here; the backend sorts by tokens within a chunk.
+        order = sorted(
+            range(len(clean)), key=lambda i: -(len(clean[i]["text"]) + len(clean[i]["title"] or ""))
+        )
+        answers: list[dict[str, Any] | None] = [None] * len(clean)
         bs = self.serving_cfg.batch_size
         for start in range(0, len(clean), bs):
-            chunk = clean[start : start + bs]
+            positions = order[start : start + bs]
+            chunk = [clean[i] for i in positions]
             with self._infer_lock:
                 proba = backend.predict_proba([r["title"] for r in chunk], [r["text"] for r in chunk])
             proba = np.asarray(proba, dtype=float)
@@ -446,7 +561,7 @@ class Predictor:
                     f"model {backend.version} returned shape {proba.shape} for {len(chunk)} articles"
                 )
             best = proba.argmax(axis=1)
-            for rec, row, b in zip(chunk, proba, best, strict=True):
+            for pos, rec, row, b in zip(positions, chunk, proba, best, strict=True):
                 answer = {
                     "label": backend.labels[b],
                     "confidence": round(float(row[b]), 6),
@@ -455,7 +570,10 @@ class Predictor:
                 }
                 if "id" in rec:
                     answer = {"id": rec["id"], **answer}
-                out.append(answer)
+                answers[pos] = answer
+        out = [a for a in answers if a is not None]
+        if len(out) != len(clean):  # every position is in exactly one chunk
+            raise RuntimeError(f"{len(clean) - len(out)} articles got no answer")
         return out
 
     def health(self, *, reload: bool = True) -> dict[str, Any]:
@@ -472,4 +590,5 @@ class Predictor:
             "model_version": self.model_version,
             "registered_model": self.resolver.registered_model if self.resolver else None,
             "labels": self.labels,
+            "precision": self.precision_choice.as_dict() if self.precision_choice else None,
         }

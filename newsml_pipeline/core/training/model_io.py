@@ -70,10 +70,12 @@ def predict_proba(
     max_length: int = 256,
     device: str | None = None,
     bf16: bool | None = None,
+    fp16: bool = False,
 ) -> np.ndarray:
     """Class probabilities [n, k] (float32, rows in input order) for `texts`.
 
     bf16=None: bf16 autocast on CUDA with bf16 or a CPU with native bf16, fp32 otherwise.
+    fp16=True: fp16 autocast instead (CUDA only: the GPUs without native bf16 have fast fp16).
     """
     if isinstance(texts, str):
         raise TypeError("texts must be a list of strings, not one string")
@@ -83,8 +85,13 @@ def predict_proba(
     device = _device(device)
     if next(model.parameters()).device.type != torch.device(device).type:
         model.to(device)
+    if fp16 and device != "cuda":
+        raise ValueError(f"fp16 inference is CUDA only (device {device!r}); use bf16 or fp32")
     if bf16 is None:
-        bf16 = cuda_has_native_bf16() if device == "cuda" else (device == "cpu" and cpu_has_native_bf16())
+        bf16 = not fp16 and (
+            cuda_has_native_bf16() if device == "cuda" else (device == "cpu" and cpu_has_native_bf16())
+        )
+    half = torch.float16 if fp16 else torch.bfloat16
     if device == "cpu" and torch.get_num_threads() < available_cores():
         torch.set_num_threads(available_cores())
     clipped = [(t or "")[: max_length * 12] for t in texts]
@@ -95,7 +102,7 @@ def predict_proba(
     keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
     with (
         torch.inference_mode(),
-        torch.autocast(device_type=device if device != "mps" else "cpu", dtype=torch.bfloat16, enabled=bf16),
+        torch.autocast(device_type=device if device != "mps" else "cpu", dtype=half, enabled=bf16 or fp16),
     ):
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]

@@ -112,8 +112,17 @@ def test_status_then_rollback_then_no_more_rollback(deployed: dict, capsys: pyte
     assert code == 0
     assert f"champion: version {deployed['v2']}" in out and f"previous: {deployed['v1']}" in out
     assert "macro_f1: 0.9500" in out and "why: gate passed" in out
+    assert "serving precision: not chosen yet" in out
+    # A serving process (here `newsml predict`, precision auto) measures and records its choice.
+    assert _run(["predict", "the team won the match"])[0] == 0
+    code, out = _run(["status"])
+    assert "serving precision: " in out and "fastest measured here: " in out and "ms/article" in out
     code, out = _run(["status", "--json"])
-    assert json.loads(out)["champion"]["version"] == deployed["v2"]
+    champ = json.loads(out)["champion"]
+    assert champ["version"] == deployed["v2"]
+    sp = champ["serving_precision"]
+    assert sp["precision"] in sp["measured_ms"] and sp["version"] == deployed["v2"]
+    assert sp["measured_ms"][sp["precision"]] == min(sp["measured_ms"].values())
 
     code, out = _run(["rollback", "--reason", "bad answers", "--by", "alice"])
     assert code == 0

@@ -220,3 +220,32 @@ def test_newsml_serve_subprocess_answers_and_stops_on_sigint(newsml_home: Path) 
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_overload_gets_a_fast_503_with_retry_after_counted_in_metrics() -> None:
+    backend = SlowRecordingFallback(delay_s=0.1)
+    predictor = _fallback_predictor(backend, batch_size=1, batch_window_ms=0, queue_deadline_ms=250)
+    server = make_server(predictor, host="127.0.0.1", port=0)
+    server.start_in_thread()
+    try:
+
+        def call(i: int) -> tuple[float, httpx.Response]:
+            t0 = time.perf_counter()
+            r = httpx.post(f"{server.url}/classify", json={"text": f"article {i}"}, timeout=30)
+            return time.perf_counter() - t0, r
+
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            results = list(pool.map(call, range(16)))
+        metrics = httpx.get(f"{server.url}/metrics").text
+    finally:
+        server.shutdown()
+        server.server_close()
+    codes = [r.status_code for _, r in results]
+    assert set(codes) == {200, 503}, codes
+    shed = [r for _, r in results if r.status_code == 503]
+    assert all(int(r.headers["Retry-After"]) >= 1 and "queue_deadline_ms" in r.json()["error"] for r in shed)
+    assert max(t for t, _ in results) < 2.0  # 16 x 0.1 s in a row would be 1.6 s + HTTP for the last
+    counted = sum(
+        float(v) for v in re.findall(r'^newsml_shed_requests_total\{reason="\w+"\} (\S+)$', metrics, re.M)
+    )
+    assert counted == len(shed)

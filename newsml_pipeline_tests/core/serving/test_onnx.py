@@ -28,7 +28,8 @@ TEXTS = [
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    model_dir = sharpened_tiny_dir(tmp_path_factory.mktemp("onnx"), seed=3)
+    # seed 3 saturated (all rows within 1e-5) once the tiny vocabulary became deterministic
+    model_dir = sharpened_tiny_dir(tmp_path_factory.mktemp("onnx"), seed=2)
     export_onnx(model_dir)
     return model_dir
 
@@ -113,7 +114,14 @@ def test_predictor_serves_onnx_and_auto_reads_the_version_tags(tmp_path: Path) -
     for precision in ("fp32", "onnx", "onnx-int8", "auto"):
         p = _predictor(tmp_path, name, tmp_path / "cache", precision=precision)
         answers[precision] = p.predict(articles)
-        assert p._backend.precision == (precision if precision != "auto" else "onnx")  # noqa: SLF001
+        if precision != "auto":
+            assert p._backend.precision == precision  # noqa: SLF001
+    # auto: int8 is refused by the quality rule and never timed; of the rest (timed here, the
+    # tags' speeds are only a hint) the fastest serves.
+    choice = p.precision_choice
+    assert "onnx-int8" not in choice.measured_ms and "auto_max_f1_loss" in choice.not_used["onnx-int8"]
+    assert {"fp32", "onnx"} <= set(choice.measured_ms)
+    assert p._backend.precision == choice.precision == min(choice.measured_ms, key=choice.measured_ms.get)  # noqa: SLF001
     for a, b in zip(answers["fp32"], answers["onnx"], strict=True):
         assert a["label"] == b["label"]
         np.testing.assert_allclose(list(a["scores"].values()), list(b["scores"].values()), atol=1e-4)
@@ -123,7 +131,10 @@ def test_auto_without_tags_serves_torch(registry: dict, tmp_path: Path) -> None:
     client = MlflowClient(tracking_uri=registry["uri"], registry_uri=registry["uri"])
     set_champion(client, registry["name"], registry["versions"][0], reason="test")
     p = _predictor(registry["root"], registry["name"], tmp_path / "cache", precision="auto")
-    assert p._backend.precision == "auto"  # noqa: SLF001 - torch backend, bf16 where native
+    # torch only (fp32, and bf16 where the CPU has it natively), whichever was faster here
+    assert p._backend.precision in ("fp32", "bf16")  # noqa: SLF001
+    assert set(p.precision_choice.measured_ms) <= {"fp32", "bf16"}
+    assert p.precision_choice.not_used["fp16"] == "fp16 autocast is CUDA only"
 
 
 def test_export_is_the_fused_graph_and_int8_leaves_embeddings_pooler_and_head_fp32(exported: Path) -> None:
