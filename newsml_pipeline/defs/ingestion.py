@@ -21,7 +21,7 @@ from newsml_pipeline.defs.clock import run_time
 from newsml_pipeline.defs.metadata import preview_table, source_report_table
 from newsml_pipeline.defs.placement import CRAWL_STEP
 from newsml_pipeline.defs.resources import NewsmlSettings, WarehouseResource
-from newsml_pipeline.defs.retries import TRANSIENT_RETRY, retry_transient_only
+from newsml_pipeline.defs.retries import TRANSIENT_RETRY, TransientFailure, retry_transient_only
 from newsml_pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,8 @@ def crawl_into_store(
     )
     failed = every_source_failed(reports)
     if failed:
-        raise dg.Failure(
+        # every source at once is most often the network or a proxy: retried with backoff
+        raise TransientFailure(
             description=failed,
             metadata={"sources": dg.MetadataValue.md(source_report_table(reports))},
         )

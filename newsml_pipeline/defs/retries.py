@@ -3,8 +3,8 @@
 `TRANSIENT_RETRY` goes on the steps that touch the network or a shared service (the crawl, warehouse
 writes that may go to Postgres, MLflow calls). Dagster retries any exception under a RetryPolicy
 except a `Failure(allow_retries=False)`, so `retry_transient_only` turns every exception that
-core.faults does not call transient into one: a config error, a refused write or a bug fails on
-the first attempt. A gate verdict is a check result, not an exception, and is never retried; a
+core.faults does not call transient into one: a config error, a refused write, a bug or a
+`dg.Failure` the body raises (unless it is a `TransientFailure`) fails on the first attempt. A gate verdict is a check result, not an exception, and is never retried; a
 skipped retrain never starts a run. Runs whose process died (a preempted pod, an OOM-killed run
 worker) are re-executed from failure by the instance's `run_retries` (dagster.yaml, deploy/).
 """
@@ -30,6 +30,11 @@ TRANSIENT_RETRY = dg.RetryPolicy(
 )
 
 
+class TransientFailure(dg.Failure):
+    """A Failure the body raises for a fault that may pass (every source unreachable at once):
+    the RetryPolicy retries it, where any other Failure from a body is final."""
+
+
 def _classified(e: Exception) -> Exception:
     """A transient fault as it is (the RetryPolicy retries it); anything else as a Failure that
     is not retried."""
@@ -41,10 +46,25 @@ def _classified(e: Exception) -> Exception:
 
 
 def _reraise_classified(e: Exception) -> None:
-    """Re-raise `e` as it is when transient or a Dagster control-flow exception, else as a
-    Failure that is not retried."""
-    if isinstance(e, dg.Failure | dg.RetryRequested):
-        raise e  # the body chose itself whether to retry
+    """Re-raise `e` as it is when transient or a RetryRequested, else as a Failure that is not
+    retried.
+
+    A `dg.Failure` the body raises is its own verdict ("nothing to split yet", a missing model):
+    Dagster would retry it (allow_retries defaults to True), so a retrain_job on an empty
+    warehouse waited ~2 minutes of backoff before failing the same way four times. It stays
+    retryable only when what caused it is transient.
+    """
+    if isinstance(e, dg.RetryRequested):
+        raise e  # the body asked for a retry itself
+    if isinstance(e, dg.Failure):
+        transient = isinstance(e, TransientFailure) or (e.__cause__ is not None and is_transient(e.__cause__))
+        if not e.allow_retries or transient:
+            raise e
+        raise dg.Failure(
+            description=f"{e.description} (not a transient fault: not retried)",
+            metadata=e.metadata,
+            allow_retries=False,
+        ) from e
     err = _classified(e)
     if err is e:
         raise e

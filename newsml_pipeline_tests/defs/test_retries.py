@@ -22,7 +22,7 @@ from mlflow.protos import databricks_pb2 as codes
 
 from newsml_pipeline.core.data.article_store import StoreError
 from newsml_pipeline.core.faults import is_transient
-from newsml_pipeline.defs.retries import TRANSIENT_RETRY, retry_transient_only
+from newsml_pipeline.defs.retries import TRANSIENT_RETRY, TransientFailure, retry_transient_only
 from newsml_pipeline.settings import ConfigError, load_config
 from newsml_pipeline_tests.deploy.manifests import K8S, PG_ENV, REPO, load_instance
 
@@ -66,10 +66,29 @@ def misconfigured() -> int:
     return 3
 
 
+@dg.asset(retry_policy=TRANSIENT_RETRY)
+@retry_transient_only
+def refuses() -> int:
+    """Raises the project's kind of verdict Failure (retrain_job on an empty warehouse)."""
+    _attempt("refuses")
+    raise dg.Failure(description="dataset_splits: nothing to split yet")
+
+
+@dg.asset(retry_policy=TRANSIENT_RETRY)
+@retry_transient_only
+def unreachable_once() -> int:
+    """Every source unreachable on the first attempt (the crawl's TransientFailure), then back."""
+    if _attempt("unreachable_once") == 1:
+        raise TransientFailure(description="every source failed")
+    return 4
+
+
 def transient_job() -> dg.JobDefinition:
     defs = dg.Definitions(
-        assets=[flaky_network, killed_once],
-        jobs=[dg.define_asset_job("transient", selection=["flaky_network", "killed_once"])],
+        assets=[flaky_network, killed_once, unreachable_once],
+        jobs=[
+            dg.define_asset_job("transient", selection=["flaky_network", "killed_once", "unreachable_once"])
+        ],
     )
     return defs.resolve_job_def("transient")
 
@@ -79,6 +98,11 @@ def config_error_job() -> dg.JobDefinition:
         assets=[misconfigured], jobs=[dg.define_asset_job("bad_config", selection=["misconfigured"])]
     )
     return defs.resolve_job_def("bad_config")
+
+
+def failure_job() -> dg.JobDefinition:
+    defs = dg.Definitions(assets=[refuses], jobs=[dg.define_asset_job("refusal", selection=["refuses"])])
+    return defs.resolve_job_def("refusal")
 
 
 def _run(job_fn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
@@ -94,9 +118,10 @@ def _run(job_fn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 def test_transient_fault_and_killed_step_retry_then_succeed(tmp_path: Path, monkeypatch) -> None:
     success, events, _ = _run(transient_job, tmp_path, monkeypatch)
     assert success
-    # one retry per step: the reset connection, and the killed process
-    assert events.count(dg.DagsterEventType.STEP_UP_FOR_RETRY) == 2
-    assert events.count(dg.DagsterEventType.STEP_SUCCESS) == 2
+    # one retry per step: the reset connection, the killed process, the unreachable sources
+    assert events.count(dg.DagsterEventType.STEP_UP_FOR_RETRY) == 3
+    assert events.count(dg.DagsterEventType.STEP_SUCCESS) == 3
+    assert (tmp_path / "unreachable_once.attempts").read_text() == "xx"
     assert (tmp_path / "flaky_network.attempts").read_text() == "xx"
     assert (tmp_path / "killed_once.attempts").read_text() == "xx"
 
@@ -109,6 +134,16 @@ def test_config_error_is_not_retried(tmp_path: Path, monkeypatch) -> None:
     failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE)
     assert "ConfigError" in failure.step_failure_data.error.message
     assert "not retried" in failure.step_failure_data.error.message
+
+
+def test_a_failure_the_body_raises_is_not_retried(tmp_path: Path, monkeypatch) -> None:
+    """dg.Failure is retryable by default: unwrapped, the RetryPolicy ran it 4 times over ~2 min."""
+    success, events, result = _run(failure_job, tmp_path, monkeypatch)
+    assert not success
+    assert dg.DagsterEventType.STEP_UP_FOR_RETRY not in events
+    assert (tmp_path / "refuses.attempts").read_text() == "x"
+    failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE)
+    assert "nothing to split yet" in failure.step_failure_data.error.message
 
 
 def test_transient_classification() -> None:
