@@ -47,10 +47,11 @@ from provenance import provenance  # noqa: E402
 from newsml_pipeline.instance import write_instance_yaml  # noqa: E402
 from newsml_pipeline.newsroom import NewsSite, Story  # noqa: E402
 from newsml_pipeline.newsroom.driver import LivingSystem, every_hours_cron  # noqa: E402
+from testkit.corpora import CORPORA  # noqa: E402  (NEWSML_SHARED, else ../shared)
 
 log = logging.getLogger("bench.newsroom")
 
-CORPUS = REPO.parent / "shared" / "corpora" / "reuters21578" / "reuters21578.jsonl.gz"
+CORPUS = CORPORA / "reuters21578" / "reuters21578.jsonl.gz"
 RESULTS = REPO / "bench" / "results"
 START = date(2026, 11, 2)  # a Monday: the weekly retrain ticks on days 8, 15, 22
 # --quick starts on a Saturday: its 3 days end with the Monday 03:00 weekly retrain after two
