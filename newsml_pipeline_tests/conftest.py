@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 # Where the shared corpora are and how they read: the benchmarks' own module (testkit/corpora.py).
 from testkit.corpora import CORPORA, SHARED, read_jsonl_gz  # noqa: F401 - re-exported to the tests
+
+# Retries back off from 0.1 s instead of 10 s (defs/retries.py): the tests that fail a step for
+# real (every source down) still go through every attempt, without a minute of sleeping. Set
+# before any test imports the code location; step and CLI subprocesses inherit it.
+os.environ.setdefault("NEWSML_RETRY_DELAY_S", "0.1")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

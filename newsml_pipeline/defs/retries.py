@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
@@ -25,8 +26,24 @@ R = TypeVar("R")
 
 # 3 retries after 10 s, 20 s, 40 s (± up to 100% jitter so parallel steps do not retry in lockstep):
 # long enough for a dropped connection or a restarting server, short enough to alert within minutes.
+# NEWSML_RETRY_DELAY_S sets the first delay (read when the code location loads, in every step
+# process alike): a flakier network wants longer, the test suite uses a fraction of a second.
+RETRY_DELAY_ENV = "NEWSML_RETRY_DELAY_S"
+
+
+def _first_delay() -> float:
+    raw = os.environ.get(RETRY_DELAY_ENV, "10")
+    try:
+        delay = float(raw)
+    except ValueError:
+        raise ValueError(f"{RETRY_DELAY_ENV}={raw!r} is not a number of seconds") from None
+    if delay < 0:
+        raise ValueError(f"{RETRY_DELAY_ENV}={raw!r} must be ≥ 0 seconds")
+    return delay
+
+
 TRANSIENT_RETRY = dg.RetryPolicy(
-    max_retries=3, delay=10, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+    max_retries=3, delay=_first_delay(), backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
 )
 
 

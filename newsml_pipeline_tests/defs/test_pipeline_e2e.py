@@ -56,6 +56,10 @@ def _checks(result) -> dict[str, bool]:
     return out
 
 
+# slow (~1 min, in-process): the default set keeps the blocked verdict (defs/test_gate_verdict.py),
+# a deployment and rescoring (e2e/test_loop_closes.py, newsroom/test_demo.py) through the
+# multiprocess executor, and the MLflow logged-model metrics (core/evaluation/test_deploy_flow.py).
+@pytest.mark.slow
 def test_ingest_then_retrain_blocked_then_deployed(make_settings, bbc_inbox: Path, tmp_path: Path) -> None:
     tiny = make_tiny_classifier_dir(tmp_path, LABELS)
     common = dict(

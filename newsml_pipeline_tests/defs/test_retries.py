@@ -146,6 +146,19 @@ def test_a_failure_the_body_raises_is_not_retried(tmp_path: Path, monkeypatch) -
     assert "nothing to split yet" in failure.step_failure_data.error.message
 
 
+def test_the_first_delay_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from newsml_pipeline.defs import retries
+
+    monkeypatch.delenv(retries.RETRY_DELAY_ENV, raising=False)
+    assert retries._first_delay() == 10.0  # the shipped default
+    monkeypatch.setenv(retries.RETRY_DELAY_ENV, "2.5")
+    assert retries._first_delay() == 2.5
+    for bad in ("soon", "-1"):
+        monkeypatch.setenv(retries.RETRY_DELAY_ENV, bad)
+        with pytest.raises(ValueError, match=retries.RETRY_DELAY_ENV):
+            retries._first_delay()
+
+
 def test_transient_classification() -> None:
     assert is_transient(TimeoutError("read timed out"))
     # MLflow's REST client re-raises requests' errors as MlflowException inside an except block

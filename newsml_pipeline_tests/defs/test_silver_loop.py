@@ -14,6 +14,7 @@ from typing import Any
 
 import dagster as dg
 import polars as pl
+import pytest
 
 from newsml_pipeline.core.data.warehouse import Warehouse
 from newsml_pipeline.core.registry.tracking import store_client
@@ -70,6 +71,9 @@ def newsroom_config(path: Path, site: NewsSite, *, base_model: Path, **overrides
     )
 
 
+# slow (~1 min): the default set proves the same on the multiprocess path: e2e/test_loop_closes.py's
+# first retrain is on silver with no labelled source (evaluation kind, test rows, MLflow tags).
+@pytest.mark.slow
 def test_retrain_reaches_a_verdict_on_silver_with_no_labelled_source(
     bbc_rows, tmp_path: Path, newsml_home: Path
 ) -> None:

@@ -104,6 +104,9 @@ def work_dir_for(settings: Settings) -> Path:
     return settings.models_dir / f"train-{training_fingerprint(frame, cfg.labels.names, cfg.training)}"
 
 
+# slow (~1 min): the default set keeps resuming from a checkpoint (core/training/test_training.py::
+# test_resume_from_checkpoint) and re-executing a run whose step died (defs/test_retries.py).
+@pytest.mark.slow
 def test_reexecution_resumes_and_other_data_starts_afresh(
     settings: Settings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, tmp_path: Path
 ) -> None:

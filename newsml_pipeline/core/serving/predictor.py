@@ -42,7 +42,6 @@ from newsml_pipeline.core.serving.probe import (
     probe_batch,
     time_candidates,
 )
-from newsml_pipeline.core.training import device as device_info
 from newsml_pipeline.core.training.inputs import format_input
 from newsml_pipeline.settings import LabelsConfig, ServingConfig, Settings
 
@@ -440,11 +439,13 @@ class Predictor:
         Allowed = the evaluation's quality rule over the version's tags (core/serving/precision.py);
         the tags' ms/article (measured where the model was registered) only order the probe.
         """
+        from newsml_pipeline.core.training.device import has_native_bf16  # torch: loaded where used
+
         cfg = self.serving_cfg
         device = self._device_type()
         onnx_have = [p for p in ONNX_PRECISIONS if onnx_path(model_dir, p).exists()]
         candidates, not_used = hardware_candidates(
-            device=device, native_bf16=device_info.has_native_bf16(device), onnx_available=onnx_have
+            device=device, native_bf16=has_native_bf16(device), onnx_available=onnx_have
         )
         tags = parse_precision_tags(ref.tags)
         allowed, rejected = allowed_precisions(candidates, tags, max_f1_loss=cfg.auto_max_f1_loss)
