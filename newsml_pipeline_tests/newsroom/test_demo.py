@@ -158,10 +158,11 @@ def test_a_demo_removes_only_its_own_homes_runs_from_a_shared_instance(tmp_path:
         assert instance.get_run_by_id(legacy.run_id) is not None
 
 
-# In the default CI set: 265 s on 2 quiet cores (labelling runs the real MiniLM embeddings; the
-# tiny model only makes the two trainings short).
+# In the default CI set: 221 s on 2 quiet cores at 8 days and a crawl every 12 h, 189 s with a daily
+# crawl; 7 days keep every assertion (labelling runs the real MiniLM embeddings; the tiny model only
+# makes the trainings short).
 def test_short_demo_end_to_end_through_the_cli(tmp_path: Path) -> None:
-    """8 simulated days (first retrain on day 6, change on day 7), tiny model: the whole loop,
+    """7 simulated days (first retrain on day 6, change on day 7), tiny model: the whole loop,
     through `newsml demo`."""
     tiny = make_tiny_classifier_dir(tmp_path, NAMES, texts=[r["title"] for r in load_sample()[:400]])
     overrides = tmp_path / "overrides.yaml"
@@ -185,8 +186,8 @@ def test_short_demo_end_to_end_through_the_cli(tmp_path: Path) -> None:
         if k not in ("DAGSTER_HOME", "MLFLOW_TRACKING_URI", "NEWSML_CONFIG")
     }
     env.update(NEWSML_HOME=str(home), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    cmd = [sys.executable, "-m", "newsml_pipeline.cli", "demo", "--days", "8", "--change-day", "7"]
-    cmd += ["--per-day", "60", "--crawl-every", "12", "--sensor-every", "6", "--epochs", "1"]
+    cmd = [sys.executable, "-m", "newsml_pipeline.cli", "demo", "--days", "7", "--change-day", "7"]
+    cmd += ["--per-day", "60", "--crawl-every", "24", "--sensor-every", "6", "--epochs", "1"]
     cmd += ["--config-overrides", str(overrides)]
     done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
