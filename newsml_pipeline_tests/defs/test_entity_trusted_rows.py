@@ -17,17 +17,10 @@ from newsml_pipeline.core.labeling.span_store import SpanStore
 from newsml_pipeline.definitions import build_definitions
 from newsml_pipeline.defs.entities import training_rows, trusted_sentences
 from newsml_pipeline.defs.resources import NewsmlSettings
+from newsml_pipeline_tests.defs.test_entities_chain import ENTITIES as CHAIN_ENTITIES
 
 DAY = "2026-11-20"
-ENTITIES = {
-    "types": [
-        {"name": "PER", "description": "people", "spacy_labels": ["PERSON"]},
-        {"name": "ORG", "description": "organisations", "spacy_labels": ["ORG"]},
-        {"name": "LOC", "description": "places", "spacy_labels": ["GPE", "LOC", "FAC"]},
-        {"name": "NEWS_ORG", "description": "news organisations", "gazetteer": ["Reuters", "BBC"]},
-    ],
-    "review_per_day": 5,
-}
+ENTITIES = {**CHAIN_ENTITIES, "review_per_day": 5}  # the chain test's types
 GOLD_TEXT = "Angela Merkel met Emmanuel Macron in Paris on Monday, Reuters reported."
 PLAIN = [
     "Shares in Tesco rose after the BBC reported strong sales in London.",
