@@ -27,12 +27,10 @@ from newsml_pipeline.core.data.warehouse import Warehouse
 from newsml_pipeline.core.entities.gold import GoldFormatError, parse_char_spans
 from newsml_pipeline.core.entities.review import QUEUE_SCHEMA, QUEUE_TABLE
 from newsml_pipeline.core.labeling.feedback_store import (
-    AnswerIdConflict,
-    NothingToUndo,
     StoreError,
     store_path,
 )
-from newsml_pipeline.core.labeling.page import PageError
+from newsml_pipeline.core.labeling.page import PageError, store_refusals
 from newsml_pipeline.core.labeling.span_store import SpanRecorded, SpanStore
 
 log = logging.getLogger(__name__)
@@ -238,28 +236,23 @@ class EntityLabellingService:
         elif req.spans is not None:
             raise PageError(422, "a skip carries no spans; nothing was stored")
         try:
-            rec = self.store.record_spans(
-                answer_id=req.answer_id,
-                article_id=req.article_id,
-                sentence=req.sentence,
-                action=req.action,
-                labeller=labeller or self.labeller,
-                text=queued if req.action == "spans" else None,
-                spans=spans,
-            )
-        except AnswerIdConflict as e:
-            raise PageError(409, str(e)) from None
-        except StoreError as e:
+            with store_refusals():
+                rec = self.store.record_spans(
+                    answer_id=req.answer_id,
+                    article_id=req.article_id,
+                    sentence=req.sentence,
+                    action=req.action,
+                    labeller=labeller or self.labeller,
+                    text=queued if req.action == "spans" else None,
+                    spans=spans,
+                )
+        except StoreError as e:  # a span set the store refuses (PageError is not a StoreError)
             raise PageError(422, f"{e}; nothing was stored") from None
         return _out(rec)
 
     def undo(self, req: SpanUndoIn, labeller: str | None = None) -> SpanAnswerOut:
-        try:
+        with store_refusals():
             rec = self.store.undo_last_spans(answer_id=req.answer_id, labeller=labeller or self.labeller)
-        except NothingToUndo as e:
-            raise PageError(409, f"nothing to undo: {e}") from None
-        except AnswerIdConflict as e:
-            raise PageError(409, str(e)) from None
         return _out(rec)
 
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import getpass
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -133,6 +134,18 @@ class PageError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+@contextmanager
+def store_refusals() -> Iterator[None]:
+    """The feedback store's refusals as the page's HTTP errors, the same in every mode: a resent
+    answer id with another answer, or an undo with nothing left to undo, is a 409."""
+    try:
+        yield
+    except NothingToUndo as e:
+        raise PageError(409, f"nothing to undo: {e}") from None
+    except AnswerIdConflict as e:
+        raise PageError(409, str(e)) from None
 
 
 @dataclass(frozen=True)
@@ -329,7 +342,7 @@ class LabellingService:
         elif req.label is not None:
             raise PageError(422, f"a skip carries no label (got {req.label!r}); nothing was stored")
         self._check_article(req.article_id)
-        try:
+        with store_refusals():
             rec = self.store.record(
                 answer_id=req.answer_id,
                 article_id=req.article_id,
@@ -337,17 +350,11 @@ class LabellingService:
                 label=req.label,
                 labeller=labeller or self.labeller,
             )
-        except AnswerIdConflict as e:
-            raise PageError(409, str(e)) from None
         return _out(rec)
 
     def undo(self, req: UndoIn, labeller: str | None = None) -> AnswerOut:
-        try:
+        with store_refusals():
             rec = self.store.undo_last(answer_id=req.answer_id, labeller=labeller or self.labeller)
-        except NothingToUndo as e:
-            raise PageError(409, f"nothing to undo: {e}") from None
-        except AnswerIdConflict as e:
-            raise PageError(409, str(e)) from None
         return _out(rec)
 
 
