@@ -13,6 +13,7 @@ import polars as pl
 from newsml_pipeline.core.data.readiness import SPLIT_INPUTS, SplitsAssessment, assess_splits, missing_inputs
 from newsml_pipeline.core.labeling.trusted import collect_trusted_labels
 from newsml_pipeline.core.registry.model_logging import train_and_log
+from newsml_pipeline.core.serving.precision import needs_onnx_export
 from newsml_pipeline.core.training.fine_tune import training_fingerprint
 from newsml_pipeline.defs.clock import run_time
 from newsml_pipeline.defs.metadata import metadata_table, quality_check_result
@@ -239,6 +240,7 @@ def candidate_model(
         tags={"dagster_run_id": context.run_id, "partition_window": window, "git_commit": _git_commit()},
         data_window=window,
         run_name=f"candidate-{datetime.now(UTC):%Y%m%dT%H%M%S}",
+        export_onnx=needs_onnx_export(cfg.serving.precision),
     )
     result = logged.train_result
     value = {

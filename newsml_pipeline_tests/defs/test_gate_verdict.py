@@ -63,6 +63,7 @@ def test_a_blocked_gate_ends_a_successful_run_without_deploying_or_alerting(
         **{**READY_SETTINGS, "gate": {**READY_SETTINGS["gate"], "min_gain_over_baseline": 1.0}},
         training={"base_model": str(tiny), "epochs": 1, "batch_size": 32, "max_length": 32},
         alerts={"webhook_url": url},
+        serving={"precision": "fp32"},  # a fixed torch precision: registration writes no ONNX files
     )
     monkeypatch.setenv("NEWSML_CONFIG", str(cfg))
     settings = Settings.from_env()
@@ -104,6 +105,8 @@ def test_a_blocked_gate_ends_a_successful_run_without_deploying_or_alerting(
         name = settings.config.mlflow.registered_model
         assert [str(v.version) for v in client.search_model_versions(f"name='{name}'")] == ["1"]
         assert not client.get_registered_model(name).aliases  # no champion was made
+        stored = {p.name for p in newsml_home.rglob("*") if p.is_file()}
+        assert "label_map.json" in stored and "model.onnx" not in stored  # fp32 serving: no export paid for
 
         cursor = _alert_tick(defs, instance, cursor)
         assert bodies == []  # no failure alert for a verdict

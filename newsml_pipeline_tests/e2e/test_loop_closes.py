@@ -121,6 +121,7 @@ def test_first_retrain_on_silver_then_labels_through_the_page_make_the_next_one_
             gate={"min_test_rows": 15},
             splits={"val_fraction": 0.2, "test_fraction": 0.2},
             review={"daily_budget": PER_DAY},  # every story can be labelled on the page
+            serving={"precision": "fp32"},  # no ONNX export: this test is about labels, not serving files
         )
         monkeypatch.setenv("NEWSML_CONFIG", str(cfg))
         settings = Settings.from_env()

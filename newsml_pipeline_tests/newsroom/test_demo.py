@@ -210,6 +210,8 @@ def test_short_demo_end_to_end_through_the_cli(tmp_path: Path) -> None:
     for m in f1.values():  # a model deployed on the last day may not have scored anything yet
         assert (m["macro_f1"] is None and m["n"] == 0) or (0 <= m["macro_f1"] <= 1 and m["n"] > 0), m
     assert "vs HuffPost" in done.stdout
+    # serving.precision auto (the shipped default) may pick ONNX: every registered version carries it
+    assert len(list((home / "mlartifacts").rglob("model.int8.onnx"))) == len(r["retrains"])
     # Dagster's warning about `0 */24`-style crons came once per definitions load (~79 lines a demo)
     assert "cron schedule" not in done.stderr
     out = done.stdout

@@ -16,6 +16,7 @@ from typing import Any
 import polars as pl
 
 from newsml_pipeline.core.registry.datasets import log_split_inputs
+from newsml_pipeline.core.registry.pyfunc_requirements import PACKAGE_DIR, pip_requirements
 from newsml_pipeline.core.registry.tracking import configure_mlflow, model_version_url_path, run_url_path
 from newsml_pipeline.core.training.artifacts import LABEL_MAP_FILE, MODEL_CARD_FILE
 from newsml_pipeline.core.training.fine_tune import TrainResult, train_classifier
@@ -93,50 +94,6 @@ def model_signature() -> Any:
     )
 
 
-# What the pyfunc imports when MLflow loads and calls it (load_context + predict), by module.
-PYFUNC_MODULES = (
-    "newsml_pipeline.core.serving.pyfunc_model",
-    "newsml_pipeline.core.training.model_io",
-    "newsml_pipeline.core.training.inputs",
-)
-PACKAGE_DIR = Path(__file__).resolve().parents[2]  # .../newsml_pipeline: logged as the model's code
-TORCH_PIN = "torch==2.13.0"  # the project's pin; the local "+cpu" build tag is not on any index
-
-
-def _pip_requirements() -> list[str]:
-    """Exact installed versions of the distributions the pyfunc's code imports.
-
-    A fresh interpreter imports the pyfunc's modules; every `newsml_pipeline` module that ends up
-    loaded is parsed and its imports (top level and lazy, inside functions) are mapped to their
-    distributions. Transitive dependencies are left to pip; torch gets the project's pin.
-    """
-    import ast
-    import subprocess
-    import sys
-    from importlib.metadata import packages_distributions, version
-
-    probe = (
-        "import sys, importlib\n"
-        f"for m in {list(PYFUNC_MODULES)!r}: importlib.import_module(m)\n"
-        "print('\\n'.join(m.__file__ for n, m in sys.modules.items()"
-        " if n.startswith('newsml_pipeline') and getattr(m, '__file__', None)))\n"
-    )
-    files = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=PACKAGE_DIR.parent
-    ).stdout.split()
-    names: set[str] = set()
-    for f in files:
-        for node in ast.walk(ast.parse(Path(f).read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Import):
-                names.update(a.name.split(".")[0] for a in node.names)
-            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                names.add(node.module.split(".")[0])
-    by_module = packages_distributions()
-    dists = {d for n in names for d in by_module.get(n, []) if n != "newsml_pipeline"}
-    dists.add("safetensors")  # loaded by transformers from model.safetensors (not imported by name)
-    return sorted((TORCH_PIN if d == "torch" else f"{d}=={version(d)}" for d in dists), key=str.lower)
-
-
 def _final_metrics(result: TrainResult) -> dict[str, float]:
     out = {k: float(v) for k, v in result.metrics.items() if isinstance(v, (int, float))}
     for split in ("val", "test"):
@@ -189,12 +146,14 @@ def train_and_log(
     tags: dict[str, str] | None = None,
     data_window: str | None = None,
     run_name: str | None = None,
+    export_onnx: bool = True,
 ) -> LoggedModel:
     """Train (see train_classifier) inside one MLflow run and register the model as a new version.
 
     `tags`: e.g. {"dagster_run_id": ..., "partition_window": ..., "git_commit": ...}; a
     `git_commit` tag is also written as mlflow.source.git.commit. `work_dir` holds checkpoints
-    and the saved model (a rerun with the same work_dir and data resumes).
+    and the saved model (a rerun with the same work_dir and data resumes). `export_onnx`: see
+    log_pyfunc_model (off where the serving precision is a fixed torch one).
     """
     import mlflow
 
@@ -241,7 +200,10 @@ def train_and_log(
         mlflow.log_dict(result.metrics.get("history", []), "history.json")
         mlflow.log_dict(result.summary(), "train_result.json")
         info = log_pyfunc_model(
-            result.model_dir, registered_model=mlflow_cfg.registered_model, max_length=training_cfg.max_length
+            result.model_dir,
+            registered_model=mlflow_cfg.registered_model,
+            max_length=training_cfg.max_length,
+            export_onnx=export_onnx,
         )
         version = str(info.registered_model_version)
         logged_model_uri = info.model_uri
@@ -297,6 +259,6 @@ def log_pyfunc_model(
         code_paths=[str(PACKAGE_DIR)],
         signature=model_signature(),
         input_example=pd.DataFrame(INPUT_EXAMPLE),
-        pip_requirements=_pip_requirements(),
+        pip_requirements=pip_requirements(),
         registered_model_name=registered_model,
     )

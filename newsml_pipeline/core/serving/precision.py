@@ -25,6 +25,14 @@ PRECISIONS = ("fp32", "bf16", "fp16", "onnx", "onnx-int8")
 TORCH_PRECISIONS = ("fp32", "bf16", "fp16")
 
 
+def needs_onnx_export(serving_precision: str) -> bool:
+    """Whether a model served at `serving.precision` can use the ONNX files written at registration.
+
+    auto may pick onnx / onnx-int8, so it needs them; a fixed torch precision never reads them, and
+    the dynamo export costs seconds per retrain (more than the training itself on a small model)."""
+    return serving_precision in ("auto", "onnx", "onnx-int8")
+
+
 def precision_tags(measured: Mapping[str, Mapping[str, float]]) -> dict[str, str]:
     """{precision: {macro_f1, ms_per_article}} -> model-version tags (strings)."""
     tags: dict[str, str] = {}

@@ -64,7 +64,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
     model_ids = {}
     for key, result in (("good", good), ("bad", bad), ("good2", good)):
         with mlflow.start_run() as run:
-            info = log_pyfunc_model(result.model_dir, registered_model=NAME, max_length=64)
+            # one export is what the precision tests read; good2 shares good's directory (and files)
+            info = log_pyfunc_model(
+                result.model_dir, registered_model=NAME, max_length=64, export_onnx=key == "good"
+            )
         runs[key] = run.info.run_id
         versions[key] = str(info.registered_model_version)
         model_ids[key] = info.model_id

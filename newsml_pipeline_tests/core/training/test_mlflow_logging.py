@@ -87,6 +87,8 @@ def test_model_is_registered_as_a_new_version_without_alias(logged: LoggedModel,
 
     info = mlflow.models.get_model_info(logged.logged_model_uri)
     assert info.run_id == logged.run_id and info.signature is not None
+    # the default (serving.precision auto may pick ONNX): the export travels with the version
+    assert (logged.train_result.model_dir / "onnx" / "model.int8.onnx").is_file()
 
 
 def test_pyfunc_round_trips_through_the_registry(logged: LoggedModel, mlflow_home: Path) -> None:
