@@ -1,7 +1,8 @@
 """Main text (+ title and date when asked) from article HTML with trafilatura, in worker processes.
 
 Extraction is the CPU-bound part of a crawl (~20-25 ms per page on one core, fetching is
-~1 ms), so it runs in a process pool fed while fetching goes on. The page bytes are handed to
+~1 ms), so a crawl with many pages runs it in a process pool fed while fetching goes on (a
+small one, in a thread: see ExtractorPool). The page bytes are handed to
 the worker as they came off the wire: trafilatura parses them once and detects the encoding.
 
 Settings: `include_comments=False`. On the 40 Zyte benchmark pages it scored token-F1 0.969
@@ -63,49 +64,71 @@ def extract_html(html: bytes | str, *, url: str | None = None, with_metadata: bo
     )
 
 
-def _warm_up() -> int:
-    return os.getpid()
-
-
 def _init_worker(parent_pid: int) -> None:
     exit_with_parent(parent_pid)
+
+
+# Pages a crawl extracts in a thread before it starts the worker processes: starting a worker
+# (interpreter + trafilatura import) costs ~1 s of CPU, extracting a page ~20-25 ms, so an hourly
+# crawl that finds a handful of new stories is done before a pool would be ready.
+SMALL_CRAWL_PAGES = 32
 
 
 class ExtractorPool:
     """A process pool for `extract_html`; use as a context manager around a crawl.
 
-    Workers are started by `spawn` (never fork a process that runs an event loop and threads)
-    and warmed up on entry so the first pages do not pay the interpreter start-up.
-    `workers=0` extracts in the calling thread's executor instead (tiny crawls, debugging).
+    The first SMALL_CRAWL_PAGES pages are extracted in a thread; a crawl with more starts the
+    workers then (by `spawn`: never fork a process that runs an event loop and threads), so a
+    small crawl never pays their start-up. `workers=0` always extracts in a thread (debugging).
     """
 
-    def __init__(self, *, workers: int | None = None) -> None:
+    def __init__(self, *, workers: int | None = None, small_crawl_pages: int = SMALL_CRAWL_PAGES) -> None:
         self.workers = default_workers() if workers is None else workers
+        self.small_crawl_pages = small_crawl_pages
+        self.in_thread = 0  # pages extracted in a thread so far
         self._pool: ProcessPoolExecutor | None = None
+        self._open = False
+
+    @property
+    def started(self) -> bool:
+        """Whether worker processes were started (a crawl past SMALL_CRAWL_PAGES pages)."""
+        return self._pool is not None
 
     def __enter__(self) -> ExtractorPool:
-        if self.workers > 0:
-            ctx = multiprocessing.get_context("spawn")
-            self._pool = ProcessPoolExecutor(
-                max_workers=self.workers, mp_context=ctx, initializer=_init_worker, initargs=(os.getpid(),)
-            )
-            pids = {f.result() for f in [self._pool.submit(_warm_up) for _ in range(self.workers * 2)]}
-            log.info("extraction pool ready: %d worker processes", len(pids))
+        self._open = True
         return self
 
     def __exit__(self, *exc) -> None:
+        self._open = False
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
+    def _start(self) -> ProcessPoolExecutor:
+        ctx = multiprocessing.get_context("spawn")
+        self._pool = ProcessPoolExecutor(
+            max_workers=self.workers, mp_context=ctx, initializer=_init_worker, initargs=(os.getpid(),)
+        )
+        log.info(
+            "extraction pool: %d worker processes (more than %d pages to extract)",
+            self.workers,
+            self.small_crawl_pages,
+        )
+        return self._pool
+
     async def extract(
         self, html: bytes, *, url: str | None = None, with_metadata: bool = False
     ) -> ExtractedPage:
-        """Extract in a worker without blocking the event loop (fetching continues meanwhile)."""
-        loop = asyncio.get_running_loop()
-        if self.workers > 0 and self._pool is None:
+        """Extract without blocking the event loop (fetching continues meanwhile)."""
+        if not self._open:
             raise RuntimeError("ExtractorPool is not open; use `with ExtractorPool(...) as pool:`")
-        return await loop.run_in_executor(self._pool, _extract_call, html, url, with_metadata)
+        loop = asyncio.get_running_loop()
+        pool = self._pool
+        if pool is None and self.workers > 0 and self.in_thread >= self.small_crawl_pages:
+            pool = self._start()
+        if pool is None:
+            self.in_thread += 1
+        return await loop.run_in_executor(pool, _extract_call, html, url, with_metadata)
 
 
 def _extract_call(html: bytes, url: str | None, with_metadata: bool) -> ExtractedPage:

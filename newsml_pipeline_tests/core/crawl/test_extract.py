@@ -38,10 +38,29 @@ def test_pool_extracts_the_same_as_in_process(server):
     async def go(pool):
         return await asyncio.gather(*(pool.extract(h) for h in htmls))
 
-    with ExtractorPool(workers=1) as pool:
+    with ExtractorPool(workers=1, small_crawl_pages=0) as pool:  # every page in the worker
         got = asyncio.run(go(pool))
+        assert pool.started and pool.in_thread == 0
     assert [g.text for g in got] == [extract_html(h).text for h in htmls]
 
 
 def test_page_without_article_text_yields_none():
     assert extract_html(b"<html><head><script>var a=1;</script></head><body></body></html>").text is None
+
+
+def test_a_small_crawl_extracts_in_a_thread_and_a_big_one_starts_the_workers(server):
+    """Starting a worker costs ~1 s; an hourly crawl with a few new pages must not pay it."""
+    htmls = [server.pages[i]["html"] for i in range(4)]
+
+    async def go(pool):
+        return await asyncio.gather(*(pool.extract(h) for h in htmls))
+
+    with ExtractorPool(workers=1, small_crawl_pages=8) as small:
+        got = asyncio.run(go(small))
+        assert not small.started and small.in_thread == 4
+    assert [g.text for g in got] == [extract_html(h).text for h in htmls]
+    with ExtractorPool(workers=1, small_crawl_pages=2) as big:
+        got = asyncio.run(go(big))
+        assert big.started and big.in_thread == 2  # the pages after the first two went to the worker
+    assert not big.started  # closed with the crawl
+    assert [g.text for g in got] == [extract_html(h).text for h in htmls]
