@@ -182,6 +182,7 @@ class LivingSystem:
         self.instance = instance
         self.site = site
         self.executor = executor
+        self._job_in_process: dict[str, bool] = {}
         self.run_tags = dict(run_tags or {})
         self.crawl_every = crawl_every
         self.sensor_every = sensor_every
@@ -195,6 +196,13 @@ class LivingSystem:
 
     # ------------------------------------------------------------ one run
 
+    def _runs_in_process(self, name: str) -> bool:
+        """Whether job `name` has the in-process executor of its own (crawl_job), read once."""
+        if name not in self._job_in_process:
+            executor = JOBS[name]().executor_def
+            self._job_in_process[name] = executor.name == dg.in_process_executor.name
+        return self._job_in_process[name]
+
     def run(
         self,
         name: str,
@@ -207,7 +215,10 @@ class LivingSystem:
         """One run through the instance; returns (success, its events, run id)."""
         t0 = time.monotonic()
         run_config: dict[str, Any] = {}
-        if self.executor == "in_process":
+        if self._runs_in_process(name):
+            # a job that runs in process whatever the executor (crawl_job): only the logger is set
+            run_config = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+        elif self.executor == "in_process":
             # Dagster's default executor (multi_or_in_process) in its in-process mode; the console
             # logger stays quiet (every event is still in the instance's event log).
             run_config = {

@@ -101,6 +101,11 @@ def test_jobs_schedules_and_sensor(make_settings) -> None:
     assert hourly.cron_schedule == "0 * * * *" and hourly.job_name == "crawl_job"
     crawl = defs.resolve_job_def("crawl_job")
     assert {k.to_user_string() for k in crawl.asset_layer.selected_asset_keys} == {"crawled_articles"}
+    # the hourly crawl runs in its run's process (no step process per crawl); the model jobs keep
+    # the default executor: a process per step (or a pod per step with NEWSML_EXECUTOR=k8s)
+    assert crawl.executor_def.name == "in_process"
+    assert defs.resolve_job_def("ingest_job").executor_def.name != "in_process"
+    assert defs.resolve_job_def("retrain_job").executor_def.name != "in_process"
     sensor = defs.resolve_sensor_def("drift_sensor")
     assert sensor.job_name == "retrain_job"
 

@@ -50,6 +50,8 @@ def test_default_executor_is_unchanged_and_k8s_is_opt_in(defs_for) -> None:
     on_k8s = defs_for("k8s")
     for job in ("ingest_job", "retrain_job"):
         assert on_k8s.resolve_job_def(job).executor_def is k8s_job_executor
+    # the one-step crawl runs in its run pod on Kubernetes as in its run process elsewhere
+    assert on_k8s.resolve_job_def("crawl_job").executor_def is dg.in_process_executor
 
 
 def _asset_tags(defs: dg.Definitions) -> dict[str, dict[str, str]]:
