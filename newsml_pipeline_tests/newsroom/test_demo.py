@@ -92,8 +92,8 @@ def test_the_topic_mix_changes_on_the_change_day() -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--days", "3"], "at least 7 simulated days"),
-        (["--days", "8", "--change-day", "2"], "--change-day 2"),
+        (["--days", "3"], "at least 9 simulated days"),
+        (["--days", "10", "--change-day", "2"], "--change-day 2"),
         (["--days", "40"], "more than the 2222"),
         (["--feed-size", "5", "--crawl-every", "12"], "too small"),
         (["--crawl-every", "0"], "at least 1"),
@@ -159,10 +159,10 @@ def test_a_demo_removes_only_its_own_homes_runs_from_a_shared_instance(tmp_path:
 
 
 # In the default CI set: 221 s on 2 quiet cores at 8 days and a crawl every 12 h, 189 s with a daily
-# crawl; 7 days keep every assertion (labelling runs the real MiniLM embeddings; the tiny model only
+# crawl at 7 days; 9 days (the least since the first retrain moved to day 8) keep every assertion (labelling runs the real MiniLM embeddings; the tiny model only
 # makes the trainings short).
 def test_short_demo_end_to_end_through_the_cli(tmp_path: Path) -> None:
-    """7 simulated days (first retrain on day 6, change on day 7), tiny model: the whole loop,
+    """9 simulated days (first retrain on day 8, change on day 9), tiny model: the whole loop,
     through `newsml demo`."""
     tiny = make_tiny_classifier_dir(tmp_path, NAMES, texts=[r["title"] for r in load_sample()[:400]])
     overrides = tmp_path / "overrides.yaml"
@@ -186,7 +186,7 @@ def test_short_demo_end_to_end_through_the_cli(tmp_path: Path) -> None:
         if k not in ("DAGSTER_HOME", "MLFLOW_TRACKING_URI", "NEWSML_CONFIG")
     }
     env.update(NEWSML_HOME=str(home), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    cmd = [sys.executable, "-m", "newsml_pipeline.cli", "demo", "--days", "7", "--change-day", "7"]
+    cmd = [sys.executable, "-m", "newsml_pipeline.cli", "demo", "--days", "9", "--change-day", "9"]
     cmd += ["--per-day", "60", "--crawl-every", "24", "--sensor-every", "6", "--epochs", "1"]
     cmd += ["--config-overrides", str(overrides)]
     done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
@@ -205,7 +205,7 @@ def test_short_demo_end_to_end_through_the_cli(tmp_path: Path) -> None:
     # every deployed model is scored against the sample's own categories (reporting only)
     f1 = r["deployed_model_macro_f1_vs_sample_categories"]
     assert len(f1) == r["models_deployed"]
-    first_model = next(iter(f1.values()))  # deployed on day 6: it scored the days after
+    first_model = next(iter(f1.values()))  # deployed on day 8: it scored the day after
     assert 0 <= first_model["macro_f1"] <= 1 and first_model["n"] > 0
     for m in f1.values():  # a model deployed on the last day may not have scored anything yet
         assert (m["macro_f1"] is None and m["n"] == 0) or (0 <= m["macro_f1"] <= 1 and m["n"] > 0), m

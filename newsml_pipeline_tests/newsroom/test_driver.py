@@ -60,9 +60,9 @@ def test_ticks_tag_runs_with_their_schedule_and_count_a_skipped_retrain(
             assert run.tags["dagster/schedule_name"] == "hourly_crawl_schedule"
 
             # the daily tick's request, resolved as the daemon resolves it (partition + schedule name)
-            # (yesterday, then the earlier day whose crawled articles raw_articles lacks)
+            # (yesterday, then the earlier days whose crawled articles raw_articles lacks, within late_days)
             daily, _ = system._schedule_requests(system._daily, datetime(2026, 10, 2, 0, 30, tzinfo=UTC))
-            assert [r.partition_key for r in daily] == ["2026-10-01", "2026-09-30"]
+            assert [r.partition_key for r in daily] == ["2026-10-01", "2026-09-29", "2026-09-30"]
             assert {r.tags["dagster/schedule_name"] for r in daily} == {"daily_ingest_schedule"}
 
             monday = datetime(2026, 10, 5, 3, tzinfo=UTC)
