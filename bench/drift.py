@@ -399,7 +399,7 @@ def demo_spec() -> StreamSpec:
         o = demo.DemoOptions(seed=seed, change_day=opts.change_day if changed else opts.days + 1)
         return demo.make_stories(o)
 
-    # the Monday 03:00 retrain on day 6 deploys before day 6 is scored (00:30 of day 7)
+    # the Monday 03:00 retrain on FIRST_RETRAIN_DAY deploys before that day is scored (00:30 next day)
     return StreamSpec("demo", opts.days, opts.change_day, demo.FIRST_RETRAIN_DAY, stories)
 
 
@@ -411,6 +411,7 @@ def newsroom_spec(per_day: int) -> StreamSpec:
 
     def stories(seed: int, changed: bool) -> list:
         return newsroom.make_stories(
+            start=newsroom.START,
             days=days,
             per_day=per_day,
             change_day=change_day if changed else days + 1,
@@ -418,7 +419,8 @@ def newsroom_spec(per_day: int) -> StreamSpec:
             seed=seed,
         )
 
-    return StreamSpec("newsroom", days, change_day, 8, stories)  # first retrain: Monday of day 8
+    # newsroom.START is a Monday: the first weekly retrain that can train is the one on day 8
+    return StreamSpec("newsroom", days, change_day, 8, stories)
 
 
 def source_key(story) -> str:
