@@ -400,13 +400,14 @@ def demo_config(home: Path, site: NewsSite, opts: DemoOptions) -> dict[str, Any]
         # 0.2, where disagreement raised a false alarm on a stationary stream): bench/drift.py (d).
         "drift": {"cooldown_hours": 24, "delta": 0.05},
     }
-    return _merge(cfg, opts.config_overrides)
+    return deep_merge(cfg, opts.config_overrides)
 
 
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `extra` applied key by key: nested dicts are merged, not replaced."""
     out = dict(base)
     for k, v in extra.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
 
 
