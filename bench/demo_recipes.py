@@ -36,8 +36,18 @@ RECIPES: dict[str, dict[str, Any]] = {
     "no_smoothing": {"label_smoothing": 0.0},
     "full_ft": {"full_finetune": True, "learning_rate": 5e-5},
     # the shipped training defaults (settings.TrainingConfig) over whatever the home configured
-    "defaults": {"epochs": 5, "learning_rate": 5e-4, "early_stopping_patience": 2, "lora": {"top_layers": None}},
-    "defaults_lr1e-3": {"epochs": 5, "learning_rate": 1e-3, "early_stopping_patience": 2, "lora": {"top_layers": None}},
+    "defaults": {
+        "epochs": 5,
+        "learning_rate": 5e-4,
+        "early_stopping_patience": 2,
+        "lora": {"top_layers": None},
+    },
+    "defaults_lr1e-3": {
+        "epochs": 5,
+        "learning_rate": 1e-3,
+        "early_stopping_patience": 2,
+        "lora": {"top_layers": None},
+    },
 }
 
 
@@ -78,7 +88,9 @@ def run_recipe(home: Path, name: str, retrain_day: date, work: Path) -> dict[str
         first_retrain_frame(home, retrain_day).select("article_id", "title", "text", "url"), on="article_id"
     ).sort("article_id")
     started = time.perf_counter()
-    result = train_classifier(frame, labels=cfg.labels.names, training_cfg=cfg.training, output_dir=work / name)
+    result = train_classifier(
+        frame, labels=cfg.labels.names, training_cfg=cfg.training, output_dir=work / name
+    )
     train_s = time.perf_counter() - started
     test_rows = frame.filter(pl.col("split") == "test")
     ev = run_evaluation(
@@ -117,7 +129,10 @@ def main(argv: list[str] | None = None) -> int:
     where.add_argument("--home", type=Path, help="one finished home (its config is the one *.yaml there)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="with --homes")
     ap.add_argument(
-        "--retrain-day", type=date.fromisoformat, default=None, help="default: the demo's first weekly retrain"
+        "--retrain-day",
+        type=date.fromisoformat,
+        default=None,
+        help="default: the demo's first weekly retrain",
     )
     ap.add_argument("--recipes", nargs="+", default=["demo", "all_layers"], choices=sorted(RECIPES))
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "demo_recipes.json")
