@@ -13,7 +13,7 @@ it cries wolf, and how long one sensor tick takes.
     bundled HuffPost sample, U.S. news / crime outside the schema from day 8) and the newsroom's
     (bench/newsroom.py's Reuters stream, mix change on day 14), each with a changed and a
     stationary (never-changing) control stream per seed, with and without a champion: per
-    signal (confidence**3, disagreement, no_fit) and config (default, the demo's), the delay in
+    signal (confidence**3, disagreement, no_fit, label_mix) and config (default, the demo's), the delay in
     simulated hours from the change to the tick that saw it, and ticks with a false alarm.
 
     python bench/drift.py [--seeds 100] [--real-seeds 50] [--model-dir DIR] [--corpora PATH]
@@ -617,7 +617,7 @@ def pipeline_streams(
     return rows, info
 
 
-SIGNAL_CHOICES = ("confidence", "disagreement", "no_fit")
+SIGNAL_CHOICES = ("confidence", "disagreement", "no_fit", "label_mix")
 
 
 # ---------------------------------------------------------------- main

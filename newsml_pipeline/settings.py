@@ -448,10 +448,12 @@ class DriftConfig(_Strict):
     cooldown_hours: float = Field(default=24.0, ge=0)
     max_rows_per_tick: int = Field(default=50_000, ge=1)
     # confidence / disagreement watch the champion (the auto-labeller before any deployment);
-    # no_fit watches the share of articles no class fits, from the auto-labeller alone, so it
-    # sees a new topic before the first deployment too (core/monitoring/signals.py).
-    signals: list[Literal["confidence", "disagreement", "no_fit"]] = Field(
-        default_factory=lambda: ["confidence", "disagreement", "no_fit"]
+    # no_fit watches the share of articles no class fits and label_mix the share of each
+    # auto-label, both from the auto-labeller alone, so they see a new topic (no_fit) or a new
+    # mix of the schema's topics (label_mix) before the first deployment too
+    # (core/monitoring/signals.py; measured in bench/drift.py).
+    signals: list[Literal["confidence", "disagreement", "no_fit", "label_mix"]] = Field(
+        default_factory=lambda: ["confidence", "disagreement", "no_fit", "label_mix"]
     )
     # ADWIN checks for a cut every `clock` values. river defaults to 32 for throughput; checking
     # every value (1) caught shifts ~12 articles sooner at no measurable tick cost and with no

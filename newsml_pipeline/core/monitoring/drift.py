@@ -29,6 +29,7 @@ import numpy as np
 import polars as pl
 
 from newsml_pipeline.core.monitoring.signals import (
+    LABEL_MIX_KEY,
     LABELLER_SIGNALS,
     NO_FIT_BELOW,
     SignalBatch,
@@ -42,6 +43,12 @@ if TYPE_CHECKING:  # river pulls in sklearn and pandas: imported where detectors
 log = logging.getLogger(__name__)
 
 STATE_VERSION = 1
+# label_mix runs one ADWIN per category, each at delta / LABEL_MIX_SPLIT: a Bonferroni split so
+# that a schema of up to ten classes (+ abstentions) raises no more false alarms than one signal.
+LABEL_MIX_SPLIT = 10
+# A category first seen after n rows had share 0 over them: its new detector is fed that many
+# zeros (at most this many, ADWIN's window on a stable stream rarely holds more that matter).
+LABEL_MIX_PRIME_CAP = 5_000
 _MAGIC = b"NEWSML-DRIFT-STATE\n"
 _DIGEST = 32  # sha256
 
@@ -92,6 +99,8 @@ class DriftMonitor:
     as drift; the auto-labeller's (LABELLER_SIGNALS, e.g. no_fit) keep their window, which the
     champion does not change.
     no_fit_below: class_fit under which an article fits no class (signal no_fit).
+    label_mix: one detector per auto-label category, created when the category first appears
+    (keys "label_mix:<category>", see LABEL_MIX_SPLIT and LABEL_MIX_PRIME_CAP).
     """
 
     signals: tuple[str, ...]
@@ -117,7 +126,7 @@ class DriftMonitor:
         if self.confidence_power <= 0:
             raise ValueError(f"confidence_power must be > 0, got {self.confidence_power}")
         if not self._states:
-            self._states = {s: _SignalState(self._new_detector()) for s in self.signals}
+            self._states = {s: _SignalState(self._new_detector()) for s in self.signals if s != "label_mix"}
 
     @classmethod
     def from_config(cls, drift_cfg: Any) -> DriftMonitor:
@@ -144,13 +153,30 @@ class DriftMonitor:
 
     # ------------------------------------------------------------ detection
 
-    def _new_detector(self) -> ADWIN:
+    def _new_detector(self, *, split: int = 1) -> ADWIN:
         from river.drift import ADWIN
 
-        return ADWIN(delta=self.delta, clock=self.clock)
+        return ADWIN(delta=self.delta / split, clock=self.clock)
+
+    def _label_mix_categories(self) -> list[str]:
+        return [k[len(LABEL_MIX_KEY) :] for k in self._states if k.startswith(LABEL_MIX_KEY)]
+
+    def _add_label_mix_category(self, key: str) -> None:
+        """A detector for a category seen for the first time, primed with its zeros so far."""
+        seen = max(
+            (st.values_since_reset for k, st in self._states.items() if k.startswith(LABEL_MIX_KEY)),
+            default=0,
+        )
+        st = _SignalState(self._new_detector(split=LABEL_MIX_SPLIT))
+        for _ in range(min(seen, LABEL_MIX_PRIME_CAP)):
+            st.detector.update(0.0)
+        st.values_since_reset = seen
+        self._states[key] = st
 
     def scale(self, signal: str) -> str:
-        """How values of `signal` are fed to ADWIN (what mean_before/after are means of)."""
+        """How values of `signal` (a detector key) are fed to ADWIN (what mean_before/after are means of)."""
+        if signal.startswith(LABEL_MIX_KEY):
+            return f"share auto_label={signal[len(LABEL_MIX_KEY) :]}"
         if signal == "confidence" and self.confidence_power != 1.0:
             return f"confidence**{self.confidence_power:g}"
         if signal == "no_fit":
@@ -162,9 +188,9 @@ class DriftMonitor:
         positions go on."""
         self.epoch += 1
         for name, st in self._states.items():
-            if name in keep:
+            if name.split(":", 1)[0] in keep:
                 continue
-            st.detector = self._new_detector()
+            st.detector = self._new_detector(split=LABEL_MIX_SPLIT if name.startswith(LABEL_MIX_KEY) else 1)
             st.values_since_reset = 0
         log.info("drift detectors reset at row %d (epoch %d): %s", self.rows_seen, self.epoch, reason)
 
@@ -187,10 +213,17 @@ class DriftMonitor:
                     )
                 self.model_version = version
             part = rows.slice(start, stop - start)
-            batches = extract_signals(part, signals=self.signals, no_fit_below=self.no_fit_below)
+            batches = extract_signals(
+                part,
+                signals=self.signals,
+                no_fit_below=self.no_fit_below,
+                label_mix_known=self._label_mix_categories(),
+            )
             ids = part.get_column("article_id") if "article_id" in part.columns else None
-            for name, batch in batches.items():
-                events.extend(self._feed(name, batch, base=self.rows_seen, ids=ids))
+            for key in [k for k in batches if k not in self._states]:
+                self._add_label_mix_category(key)
+            for key, batch in batches.items():
+                events.extend(self._feed(key, batch, base=self.rows_seen, ids=ids))
             self.rows_seen += stop - start
         events.sort(key=lambda e: (e.position, self.signals.index(e.signal)))
         return events
@@ -207,8 +240,10 @@ class DriftMonitor:
         bounds = [*starts, rows.height]
         return [(a, b, versions[a]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
-    def _feed(self, name: str, batch: SignalBatch, *, base: int, ids: pl.Series | None) -> list[DriftEvent]:
-        st = self._states[name]
+    def _feed(self, key: str, batch: SignalBatch, *, base: int, ids: pl.Series | None) -> list[DriftEvent]:
+        """Feed one detector (`key`: a signal, or label_mix:<category>); events carry batch.name."""
+        st = self._states[key]
+        name = batch.name
         values = batch.values
         if name == "confidence" and self.confidence_power != 1.0:
             values = np.power(values, self.confidence_power)
@@ -232,7 +267,7 @@ class DriftMonitor:
                         width=int(width1),
                         dropped=int(dropped),
                         epoch=self.epoch,
-                        scale=self.scale(name),
+                        scale=self.scale(key),
                         article_id=None if ids is None else ids[offset],
                         model_version=self.model_version,
                     )
@@ -240,7 +275,7 @@ class DriftMonitor:
                 st.detections += 1
                 log.info(
                     "drift on %s at row %d: mean %.4f -> %.4f (kept window %d, dropped %d)",
-                    name,
+                    key,
                     position,
                     events[-1].mean_before,
                     events[-1].mean_after,
@@ -251,7 +286,8 @@ class DriftMonitor:
         return events
 
     def window_stats(self) -> dict[str, dict[str, Any]]:
-        """Per signal: current window mean (monitored scale), width, values since reset, detections."""
+        """Per detector (signal, or label_mix:<category>): window mean (monitored scale), width, values
+        since reset, detections."""
         out = {}
         for name, st in self._states.items():
             det = st.detector
@@ -318,7 +354,13 @@ class DriftMonitor:
             raise DriftStateError(f"{source}: state is missing or has a bad field ({e!r})") from e
         from river.drift import ADWIN
 
-        if set(states) != set(mon.signals) or not all(isinstance(s.detector, ADWIN) for s in states.values()):
+        plain = {k for k in states if not k.startswith(LABEL_MIX_KEY)}
+        mixed = len(plain) < len(states)
+        if (
+            plain != set(mon.signals) - {"label_mix"}
+            or (mixed and "label_mix" not in mon.signals)
+            or not all(isinstance(s.detector, ADWIN) for s in states.values())
+        ):
             raise DriftStateError(f"{source}: detectors {sorted(states)} do not match signals {mon.signals}")
         return mon
 
@@ -417,6 +459,8 @@ def feed_values(monitor: DriftMonitor, signal: str, values: Sequence[float]) -> 
     """Feed raw values of one signal (one value per row), for synthetic streams and benchmarks."""
     if signal not in monitor.signals:
         raise ValueError(f"signal {signal!r} is not monitored; monitored: {monitor.signals}")
+    if signal == "label_mix":
+        raise ValueError("label_mix is a stream per category: feed scored rows with DriftMonitor.update")
     vals = np.asarray(values, dtype=np.float64)
     if vals.size and (np.isnan(vals).any() or vals.min() < 0 or vals.max() > 1):
         raise ValueError(f"values of {signal!r} must be numbers in [0, 1]")

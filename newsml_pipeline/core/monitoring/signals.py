@@ -15,6 +15,11 @@ auto_label (nullable) and scored_at. Each monitored signal maps a row to a value
   any deployment and is not restarted when the champion changes (LABELLER_SIGNALS). A topic
   that no class describes raises it at once, where the labeller's own confidence barely moves
   (bench/drift.py: the demo's day-8 change).
+- `label_mix`: the auto-labeller's class mix, one 0/1 stream per category (1.0 when the row's
+  auto-label is that class; abstentions are the category `(abstained)`). A shift of the mix
+  inside the schema (more crude-oil stories, fewer earnings) fits every class and leaves
+  no_fit flat; each category's ADWIN sees its share move. From the labeller alone, so it
+  works before any deployment (LABELLER_SIGNALS).
 
 Arrays in, arrays out: every signal comes back as the row offsets it used plus the values.
 """
@@ -28,10 +33,14 @@ from typing import Literal
 import numpy as np
 import polars as pl
 
-SignalName = Literal["confidence", "disagreement", "no_fit"]
-SIGNALS: tuple[str, ...] = ("confidence", "disagreement", "no_fit")
+SignalName = Literal["confidence", "disagreement", "no_fit", "label_mix"]
+SIGNALS: tuple[str, ...] = ("confidence", "disagreement", "no_fit", "label_mix")
 # Signals computed from the auto-labeller alone: a new champion does not change them.
-LABELLER_SIGNALS: frozenset[str] = frozenset({"no_fit"})
+LABELLER_SIGNALS: frozenset[str] = frozenset({"no_fit", "label_mix"})
+# label_mix's category for rows the auto-labeller abstained on.
+ABSTAINED = "(abstained)"
+# label_mix feeds one stream per category; their detectors are keyed "label_mix:<category>".
+LABEL_MIX_KEY = "label_mix:"
 # Default class_fit below which an article counts as fitting no class (DriftConfig.no_fit_below).
 NO_FIT_BELOW = 0.12
 
@@ -40,6 +49,7 @@ REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
     "confidence": ("confidence",),
     "disagreement": ("label", "auto_label"),
     "no_fit": ("class_fit",),
+    "label_mix": ("auto_label",),
 }
 
 
@@ -118,17 +128,46 @@ def no_fit_signal(rows: pl.DataFrame, *, below: float = NO_FIT_BELOW) -> SignalB
     return SignalBatch("no_fit", offsets, values.astype(np.float64, copy=False))
 
 
-def extract_signals(
-    rows: pl.DataFrame, *, signals: Sequence[str], no_fit_below: float = NO_FIT_BELOW
-) -> dict[str, SignalBatch]:
-    """Every requested signal over `rows` (n rows in stream order) -> {name: SignalBatch}."""
-    names = check_signal_names(signals)
-    extractors = {
-        "confidence": confidence_signal,
-        "disagreement": disagreement_signal,
-        "no_fit": lambda r: no_fit_signal(r, below=no_fit_below),
+def label_mix_signals(rows: pl.DataFrame, *, known: Sequence[str] = ()) -> dict[str, SignalBatch]:
+    """One 0/1 stream per category, keyed "label_mix:<category>", every row in each.
+
+    Categories: `known` (those the caller already watches: a class absent from this batch still
+    gets its zeros) plus every auto-label in the batch; a null auto-label is ABSTAINED.
+    """
+    _require(rows, "label_mix")
+    auto = rows.get_column("auto_label").cast(pl.String).fill_null(ABSTAINED)
+    offsets = np.arange(rows.height, dtype=np.int64)
+    cats = list(dict.fromkeys([*known, *sorted(auto.unique().to_list())]))
+    values = auto.to_numpy()
+    return {
+        f"{LABEL_MIX_KEY}{c}": SignalBatch("label_mix", offsets, (values == c).astype(np.float64))
+        for c in cats
     }
-    return {name: extractors[name](rows) for name in names}
+
+
+def extract_signals(
+    rows: pl.DataFrame,
+    *,
+    signals: Sequence[str],
+    no_fit_below: float = NO_FIT_BELOW,
+    label_mix_known: Sequence[str] = (),
+) -> dict[str, SignalBatch]:
+    """Every requested signal over `rows` (n rows in stream order) -> {detector key: SignalBatch}.
+
+    The key is the signal's name, except label_mix's per-category streams (label_mix_signals).
+    """
+    names = check_signal_names(signals)
+    out: dict[str, SignalBatch] = {}
+    for name in names:
+        if name == "confidence":
+            out[name] = confidence_signal(rows)
+        elif name == "disagreement":
+            out[name] = disagreement_signal(rows)
+        elif name == "no_fit":
+            out[name] = no_fit_signal(rows, below=no_fit_below)
+        else:
+            out.update(label_mix_signals(rows, known=label_mix_known))
+    return out
 
 
 def _require(rows: pl.DataFrame, signal: str) -> None:

@@ -45,9 +45,12 @@ def test_shift_requests_retrain_with_unique_key_and_tags(tmp_path):
     cfg = DriftConfig(max_rows_per_tick=50_000)
     res = _tick(rows, store, cfg=cfg)
     assert res.should_retrain and res.skip_reason is None
+    # the auto-label turns "politics" on the wrong rows: its mix moves too (label_mix)
     assert [(e.signal, e.position) for e in res.drift_events] == [
         ("confidence", 2052),
         ("disagreement", 2129),
+        ("label_mix", 2151),  # politics' share rises,
+        ("label_mix", 2151),  # sport's falls
     ]
     assert res.run_key.startswith("drift-confidence-2052-") and res.run_key.endswith("-e0")
     assert res.tags["newsml/drift_signal"] == "confidence"
@@ -109,7 +112,13 @@ def test_cursor_and_state_survive_a_fresh_process(tmp_path):
         ref_events += res.drift_events
         cursor = res.new_cursor
     assert res.stats["rows_seen_total"] == 6000
-    assert [(e.signal, e.position) for e in ref_events] == [("confidence", 3052), ("disagreement", 3069)]
+    # label_mix: one detector per category, created as categories appear, kept in the state file
+    assert [(e.signal, e.scale, e.position) for e in ref_events] == [
+        ("confidence", "confidence**3", 3052),
+        ("disagreement", "disagreement", 3069),
+        ("label_mix", "share auto_label=politics", 3080),
+        ("label_mix", "share auto_label=sport", 3080),
+    ]
     # and all rows at once (bigger tick) detect the same things at the same positions
     one_store = DriftStateStore(tmp_path / "one.bin")
     one = _tick(rows, one_store, cfg=DriftConfig(max_rows_per_tick=6000))
