@@ -270,12 +270,14 @@ def make_stories(
         mix = MIX_AFTER if d + 1 >= change_day else MIX_BEFORE
         if topics is not None:  # a few topics: as many stories of each before the change
             mix = {t: (w if d + 1 >= change_day else 1) for t, w in mix.items() if t in topics}
-        topics, weights = zip(*mix.items(), strict=True)
         day = start + timedelta(days=d)
         for k in range(per_day):
-            topic = rng.choices(topics, weights=weights)[0]
-            if used[topic] >= len(pools[topic]):
-                topic = max(pools, key=lambda t: len(pools[t]) - used[t])
+            # a topic whose pool ran dry (Reuters has 38 single-topic grain stories) drops out of
+            # the draw: the others keep their relative weights, so a stationary stream stays so
+            left = {t: w for t, w in mix.items() if used[t] < len(pools[t])}
+            if not left:
+                raise ValueError(f"the Reuters pools of {sorted(mix)} ran out on day {d + 1}")
+            topic = rng.choices(list(left), weights=list(left.values()))[0]
             r = pools[topic][used[topic]]
             used[topic] += 1
             minute = int((k + rng.random()) * 1440 / per_day)

@@ -171,8 +171,9 @@ def build_drift_sensor(retrain_job) -> dg.SensorDefinition:
         default_status=dg.DefaultSensorStatus.STOPPED,
         description=(
             "river ADWIN over the champion's scored stream (confidence, disagreement with the "
-            "auto-labeler) and the share of articles no class fits (no_fit, from the auto-labeler: "
-            "watched before any deployment too). Drift → a retrain_job run; a cooldown stops retrain storms."
+            "auto-labeler), the share of articles no class fits (no_fit) and the share of each "
+            "auto-label (label_mix) — the last two from the auto-labeler, so watched before any "
+            "deployment too. Drift → a retrain_job run; a cooldown stops retrain storms."
         ),
     )
     def drift_sensor(
