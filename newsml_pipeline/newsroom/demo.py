@@ -396,8 +396,9 @@ def demo_config(home: Path, site: NewsSite, opts: DemoOptions) -> dict[str, Any]
         "mlflow": {"tracking_uri": f"sqlite:///{home / 'mlflow.db'}"},
         # A few hundred scores a day: ADWIN's shipped delta (0.002) is sized for busier streams
         # and needs a ~0.12 shift of the mean over two such days; 0.05 needs ~0.09. On the
-        # day-8 change no_fit fired at the first tick in 4 of 5 seeds at 0.05 (3 at 0.002; 5 at
-        # 0.2, where disagreement raised a false alarm on a stationary stream): bench/drift.py (d).
+        # day-9 change no_fit and label_mix fired at the first tick in 5 of 5 seeds at 0.05 (2 and
+        # 5 at 0.002; at 0.2 label_mix raised 3 false alarms on stationary streams):
+        # bench/drift.py --parts streams (bench/results/drift_streams.json).
         "drift": {"cooldown_hours": 24, "delta": 0.05},
     }
     return deep_merge(cfg, opts.config_overrides)
