@@ -185,7 +185,9 @@ def test_short_demo_end_to_end_through_the_cli(tmp_path: Path) -> None:
         for k, v in os.environ.items()
         if k not in ("DAGSTER_HOME", "MLFLOW_TRACKING_URI", "NEWSML_CONFIG")
     }
-    env.update(NEWSML_HOME=str(home), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    # PYTHONFAULTHANDLER: a native crash (one SIGSEGV inside libpython under a loaded machine,
+    # not reproduced in three reruns) prints the Python stack of every thread into stderr below
+    env.update(NEWSML_HOME=str(home), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONFAULTHANDLER="1")
     cmd = [sys.executable, "-m", "newsml_pipeline.cli", "demo", "--days", "9", "--change-day", "9"]
     cmd += ["--per-day", "60", "--crawl-every", "24", "--sensor-every", "6", "--epochs", "1"]
     cmd += ["--config-overrides", str(overrides)]
