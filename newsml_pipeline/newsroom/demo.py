@@ -384,7 +384,7 @@ def demo_config(home: Path, site: NewsSite, opts: DemoOptions) -> dict[str, Any]
         # two epochs of patience on the small silver val split. Replaying the first weekly retrain
         # of five seeds (bench/demo_recipes.py, bench/results/demo_recipes.json): all layers cleared
         # zero-shot + 0.05 in 4 of 5 (+0.041..+0.086, mean +0.065) where the top 3 layers cleared
-        # it in 3 (+0.044..+0.078, mean +0.058), for ~80 s of training instead of ~65 s.
+        # it in 3 (+0.044..+0.078, mean +0.058), at a like cost (55 vs 57 s for seed 4 on quiet cores).
         "training": {
             "epochs": opts.epochs,
             "batch_size": 16,
