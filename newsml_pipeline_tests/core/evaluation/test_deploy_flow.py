@@ -286,4 +286,12 @@ def test_per_precision_f1_is_measured_tagged_and_auto_obeys_the_loss_rule(
         serving_cfg=ServingConfig(precision="auto"),
         max_length=64,
     )
-    assert predictor._backend.precision == chosen  # noqa: SLF001
+    # The serving process times the allowed precisions on its own hardware (issue 28): the
+    # registration's choice is a hint, so the answer is the fastest of its own probe among the
+    # precisions the quality rule allows, not necessarily `chosen` (fp32 and onnx are close here).
+    served = predictor.precision_choice
+    assert served is not None and predictor._backend.precision == served.precision  # noqa: SLF001
+    allowed = {p for p, m in res.precisions.items() if m["macro_f1"] >= ref - 0.005}
+    assert set(served.measured_ms) <= allowed and served.precision in allowed
+    assert served.precision == min(served.measured_ms, key=served.measured_ms.get)
+    assert served.hint_ms[chosen] == pytest.approx(res.precisions[chosen]["ms_per_article"], rel=1e-3)
