@@ -21,7 +21,7 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
 REPO = BENCH.parent
 KEYS = {"command", "commit", "cpu_flags", "cpu", "cores", "python", "packages"}
 # Modules in bench/ that are helpers, not benchmarks writing a results file.
-HELPERS = {"corpora", "provenance"}
+HELPERS = {"corpora", "provenance", "lean_client"}
 
 
 @pytest.fixture

@@ -8,7 +8,10 @@ token_type_ids are all zeros for one-segment input, which is what BERT assumes w
 
 The fp32 graph is passed through ONNX Runtime's transformer optimizer for BERT (LayerNorm +
 residual -> SkipLayerNormalization, bias + GELU -> BiasGelu; python fusions only, so the file
-does not depend on the CPU it was written on); it is checked against torch after fusion.
+does not depend on the CPU it was written on), then each layer's attention subgraph becomes one
+`Attention` kernel (onnxscript's ORT fusions, `fuse_attention`): single-article p50 31.4 -> 21.0
+ms and batched 35.7 -> 50.4 articles/s on 2 AVX-512 cores at 128 tokens. It is checked against
+torch after fusion.
 
 int8 is `onnxruntime.quantization.quantize_dynamic` of the fused graph (weights int8 per output
 channel, activations quantized per batch at run time, no calibration data), restricted to the
@@ -125,6 +128,9 @@ def export_onnx(model_dir: str | Path, *, tolerance: float = 1e-3) -> OnnxFiles:
         op_types_to_quantize=["MatMul"],
         nodes_to_exclude=_head_nodes(fp32),
     )
+    # After the int8 copy: its quantizer turns only MatMuls into int8 kernels, and a fused
+    # Attention node would keep the QKV projections in fp32 there (measured slower).
+    fused |= fuse_attention(fp32)
     session = _session(fp32, threads=None)
     got = _softmax(session.run(None, {"input_ids": args[0].numpy(), "attention_mask": args[1].numpy()})[0])
     diff = float(np.abs(got - ref).max())
@@ -176,6 +182,36 @@ def optimize_bert_graph(path: Path, *, num_heads: int, hidden_size: int) -> dict
         log.warning("ONNX Runtime's BERT optimizer failed on %s, keeping the unfused graph: %s", path, e)
         return {}
     return stats
+
+
+def fuse_attention(path: Path) -> dict[str, int]:
+    """Rewrite each layer's attention subgraph at `path` as one com.microsoft `Attention` node
+    (onnxscript's ORT fusions, which know the torch.export graph; ORT's own BERT optimizer above
+    does not match it). One kernel instead of ~20 small ops per layer; the Q, K and V weights are
+    concatenated once here rather than at every call. {"Attention": n} fused, or {} (the graph is
+    kept as it was, correct and slower) when the rewrite does not apply."""
+    import onnx_ir as ir
+    from onnxscript.optimizer import fold_constants
+    from onnxscript.rewriter.ort_fusions import optimize_for_ort
+
+    quiet = [logging.getLogger(n) for n in ("onnxscript", "onnx_ir")]
+    levels = [q.level for q in quiet]
+    for q in quiet:  # one INFO line per folded constant otherwise, into every training run's log
+        q.setLevel(logging.WARNING)
+    try:
+        model = ir.load(str(path))
+        model, stats = optimize_for_ort(model)
+        n = int(stats.get("attention", 0))
+        if n:
+            fold_constants(model, input_size_limit=1 << 24, output_size_limit=1 << 24)
+            ir.save(model, str(path))
+    except Exception as e:  # an exporter's graph the rules do not know: keep the unfused one
+        log.warning("attention fusion failed on %s, keeping the unfused graph: %s", path, e)
+        return {}
+    finally:
+        for q, level in zip(quiet, levels, strict=True):
+            q.setLevel(level)
+    return {"Attention": n} if n else {}
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

@@ -138,13 +138,20 @@ def test_auto_without_tags_serves_torch(registry: dict, tmp_path: Path) -> None:
 
 
 def test_export_is_the_fused_graph_and_int8_leaves_embeddings_pooler_and_head_fp32(exported: Path) -> None:
-    """ORT's BERT fusions really ran on the fp32 graph (the agreement with torch above is checked on
-    that fused graph), and int8 covers the encoder MatMuls only."""
+    """ORT's BERT fusions and the attention fusion really ran on the fp32 graph (the agreement with
+    torch above, padded batches included, is checked on that fused graph), and int8 covers the
+    encoder MatMuls only."""
     import onnx
 
     fp32 = onnx.load(str(onnx_path(exported, "onnx")), load_external_data=False)
-    ops = {n.op_type for n in fp32.graph.node}
-    assert {"SkipLayerNormalization", "BiasGelu"} <= ops, sorted(ops)
+    ops = [n.op_type for n in fp32.graph.node]
+    assert {"SkipLayerNormalization", "BiasGelu"} <= set(ops), sorted(set(ops))
+    # one fused Attention kernel per layer (the tiny model has two), and no per-call Concat of the
+    # Q/K/V weights left in front of them
+    assert ops.count("Attention") == 2, sorted(set(ops))
+    inits = {i.name for i in fp32.graph.initializer}
+    attention = [n for n in fp32.graph.node if n.op_type == "Attention"]
+    assert all(n.input[1] in inits for n in attention), "the packed QKV weights are not constants"
     int8 = onnx.load(str(onnx_path(exported, "onnx-int8")), load_external_data=False)
     nodes = int8.graph.node
     assert any(n.op_type == "MatMulInteger" for n in nodes)
