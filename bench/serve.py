@@ -513,8 +513,25 @@ def main() -> int:
             # Single-article latency through the standard library's client (~0.1 ms of its own),
             # so the HTTP - predictor figure is the server's; httpx's figure (~1 ms more of client
             # Python per request) is kept beside it.
+            # Interleaved with the same predictor's direct call, article by article, so that
+            # other work on the machine hits both alike: the overhead is the p50 of the pairs.
             with LeanClient(server.url) as lean:
-                r = time_single(lambda a: lean.post_json("/classify", a), single)
+                for a in single[:5]:
+                    lean.post_json("/classify", a)
+                    default.predict([a], reload=False)
+                direct_ms, http_ms = [], []
+                for a in single:
+                    t0 = time.perf_counter()
+                    default.predict([a], reload=False)
+                    t1 = time.perf_counter()
+                    lean.post_json("/classify", a)
+                    direct_ms.append((t1 - t0) * 1000)
+                    http_ms.append((time.perf_counter() - t1) * 1000)
+            r = percentiles(http_ms)
+            r["predictor_p50_ms"] = percentiles(direct_ms)["p50_ms"]
+            r["overhead_p50_ms"] = round(
+                float(np.percentile([h - d for h, d in zip(http_ms, direct_ms, strict=True)], 50)), 2
+            )
             with httpx.Client(base_url=server.url, timeout=120) as c:
                 r["httpx_p50_ms"] = time_single(
                     lambda a: c.post("/classify", json=a).raise_for_status(), single
@@ -632,9 +649,9 @@ def main() -> int:
                 lim.get("batched_share_of_rate"),
                 bool(lim) and lim["batched_share_of_rate"] >= 0.6,
             ),
-            "HTTP p50 - predictor p50 <= 2 ms": (
-                round(h["p50_ms"] - a["p50_ms"], 2),
-                h["p50_ms"] - a["p50_ms"] <= 2,
+            "HTTP p50 - predictor p50 <= 2 ms (p50 of interleaved pairs)": (
+                h["overhead_p50_ms"],
+                h["overhead_p50_ms"] <= 2,
             ),
             "req/s under load >= 0.8 x batched art/s": (
                 round(h["load"]["requests_per_s"] / a["articles_per_s"], 2),

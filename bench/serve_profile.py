@@ -34,7 +34,7 @@ from testkit.corpora import CORPORA  # noqa: E402
 
 
 def _register(model_dir: Path, uri: str, artifacts: Path, name: str) -> None:
-    """Register model_dir as version 1 of `name` and make it champion (no ONNX export: fp32 only)."""
+    """Register model_dir (with its onnx/ files, if exported) as version 1 of `name`, champion."""
     from mlflow import MlflowClient
 
     from newsml_pipeline.core.registry.aliases import set_champion
@@ -58,6 +58,12 @@ def main() -> int:
     ap.add_argument("--requests", type=int, default=200)
     ap.add_argument("--max-length", type=int, default=128)
     ap.add_argument("--top", type=int, default=15)
+    ap.add_argument(
+        "--precision",
+        default="fp32",
+        choices=["fp32", "onnx", "onnx-int8"],
+        help="served precision (onnx*: the model is exported first, as registration does)",
+    )
     ap.add_argument("--corpora", type=Path, default=CORPORA)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "serve_profile.json")
     args = ap.parse_args()
@@ -73,11 +79,16 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="serve-profile-") as tmp:
         tmp_path = Path(tmp)
         uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-        _register(build_model_dir(tmp_path / "model", cfg.labels.names), uri, tmp_path / "art", "profile")
+        model_dir = build_model_dir(tmp_path / "model", cfg.labels.names)
+        if args.precision.startswith("onnx"):
+            from newsml_pipeline.core.serving.onnx_model import export_onnx
+
+            export_onnx(model_dir)
+        _register(model_dir, uri, tmp_path / "art", "profile")
         predictor = Predictor(
             resolver=ChampionResolver(tracking_uri=uri, registered_model="profile", cache_dir=tmp_path / "c"),
             labels_cfg=cfg.labels,
-            serving_cfg=ServingConfig(precision="fp32", reload_interval_s=3600),
+            serving_cfg=ServingConfig(precision=args.precision, reload_interval_s=3600),
             max_length=args.max_length,
         )
         loop_prof, infer_prof = cProfile.Profile(), cProfile.Profile()
@@ -137,7 +148,7 @@ def main() -> int:
         "lean_overhead_p50_ms": round(_p50(http_lean) - _p50(direct), 2),
         "lean_overhead_p50_of_pairs_ms": _p50([h - d for h, d in zip(http_lean, direct, strict=True)]),
     }
-    print(f"{args.requests} single-article requests, {args.max_length} tokens, torch fp32")
+    print(f"{args.requests} single-article requests, {args.max_length} tokens, {args.precision}")
     print(
         f"predictor p50 {report['predictor_p50_ms']} ms, HTTP p50 {report['http_p50_ms']} ms, "
         f"overhead {report['overhead_p50_ms']} ms (p50 of per-article differences "

@@ -111,7 +111,7 @@ class MicroBatcher:
             )
         fut = loop.create_future()
         self._waiting_articles += len(records)
-        await self._queue.put(_Pending(list(records), fut, enqueued=loop.time()))
+        self._queue.put_nowait(_Pending(list(records), fut, enqueued=loop.time()))  # unbounded: never waits
         return await fut
 
     def estimated_wait_s(self) -> float:
