@@ -138,9 +138,9 @@ def test_auto_without_tags_serves_torch(registry: dict, tmp_path: Path) -> None:
 
 
 def test_export_is_the_fused_graph_and_int8_leaves_embeddings_pooler_and_head_fp32(exported: Path) -> None:
-    """ORT's BERT fusions and the attention fusion really ran on the fp32 graph (the agreement with
-    torch above, padded batches included, is checked on that fused graph), and int8 covers the
-    encoder MatMuls only."""
+    """ORT's BERT fusions and the attention fusions really ran on both graphs (the agreement with
+    torch above, padded batches included, is checked on them), and int8 covers the encoder
+    MatMuls only."""
     import onnx
 
     fp32 = onnx.load(str(onnx_path(exported, "onnx")), load_external_data=False)
@@ -154,7 +154,12 @@ def test_export_is_the_fused_graph_and_int8_leaves_embeddings_pooler_and_head_fp
     assert all(n.input[1] in inits for n in attention), "the packed QKV weights are not constants"
     int8 = onnx.load(str(onnx_path(exported, "onnx-int8")), load_external_data=False)
     nodes = int8.graph.node
-    assert any(n.op_type == "MatMulInteger" for n in nodes)
+    ops8 = [n.op_type for n in nodes]
+    # the int8 graph's attention core is one MultiHeadAttention per layer (the tiny model has two)
+    # with Q, K and V left as MatMuls, so those are int8 as well: 6 MatMulIntegers per layer
+    assert ops8.count("MultiHeadAttention") == 2, sorted(set(ops8))
+    assert ops8.count("MatMulInteger") == 2 * 6, sorted(set(ops8))
+    assert "Attention" not in ops8 and "QAttention" not in ops8
     quantized = {i for n in nodes for i in n.input if i.endswith("_quantized")}
     assert quantized, "no quantized weights in the int8 graph"
     assert not [q for q in quantized if "embeddings" in q or "pooler" in q or "classifier" in q], quantized
