@@ -204,9 +204,8 @@ def fuse_attention(path: Path, *, pack_qkv: bool = True) -> dict[str, int]:
     pack_qkv=True (the fp32 graph): com.microsoft `Attention`, the Q, K and V projections packed
     into one GEMM whose weights are concatenated once here rather than at every call.
     pack_qkv=False (the graph int8 is quantized from): `MultiHeadAttention` over the separate Q, K
-    and V MatMuls, which the quantizer then turns into int8 kernels; it leaves a packed
-    `Attention` in fp32, and its int8 form (QAttention) agreed with fp32 on fewer articles (97.8 %
-    vs 99.2 % on bench/serve.py's 506 BBC rows, -0.007 macro-F1: refused by the quality rule)."""
+    and V MatMuls, so the quantizer makes int8 kernels of exactly the MatMuls it did before the
+    fusion (a packed `Attention` it would keep in fp32, or turn into QAttention)."""
     import onnx_ir as ir
     from onnxscript.optimizer import fold_constants
 
