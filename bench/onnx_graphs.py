@@ -1,0 +1,169 @@
+"""What each ONNX graph rewrite buys: the same exported model timed before and after the
+attention fusions, fp32 and int8, side by side in one run (issue 28).
+
+    python bench/onnx_graphs.py [--single 40] [--batches 4] [--out bench/results/onnx_graphs.json]
+
+The packaged MiniLM-L6 with a random head (speed only) is exported by the project's own
+`export_onnx`; the graph it held before the attention fusions (ORT's BERT fusions only, what the
+export wrote before) is kept aside and quantized the way it used to be. Four graphs, each in its
+own ONNX Runtime session with the serving options: fp32 and int8, each unfused and fused. Per
+graph: single-article p50 over real BBC articles at 128 tokens, articles/s over batches of 32,
+and the largest |logit| difference from the unfused graph of the same precision on a padded
+batch of short and long texts (the fusions must not change the answer: fp32 vs fp32 agrees to
+float rounding; the two int8 graphs differ at int8-rounding level, their activations and weights
+being quantized from graphs the fusion rewrote). Rows are written as they finish.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from provenance import provenance  # noqa: E402
+from serve import build_model_dir, load_articles  # noqa: E402
+
+from testkit.corpora import CORPORA  # noqa: E402
+
+PADDED = [
+    "Shares rose.",
+    "The team won the cup final after extra time in a match the coach called great.",
+    "A new mobile phone with faster broadband was released today. " * 12,
+    "Vote",
+]
+
+
+def build_graphs(tmp: Path) -> dict[str, Path]:
+    """Export once; keep the pre-fusion graph and quantize it as the export used to."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from newsml_pipeline.core.serving import onnx_model as om
+    from newsml_pipeline.settings import load_config
+
+    model_dir = build_model_dir(tmp / "model", load_config().labels.names)
+    unfused = tmp / "unfused.onnx"
+    real = om.fuse_attention
+
+    def keep_unfused(path: Path, *, pack_qkv: bool = True) -> dict[str, int]:
+        if not unfused.exists():  # the first call sees the graph after ORT's BERT fusions only
+            shutil.copyfile(path, unfused)
+        return real(path, pack_qkv=pack_qkv)
+
+    om.fuse_attention = keep_unfused
+    try:
+        files = om.export_onnx(model_dir)
+    finally:
+        om.fuse_attention = real
+    unfused_int8 = tmp / "unfused.int8.onnx"
+    quantize_dynamic(
+        str(unfused),
+        str(unfused_int8),
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        reduce_range=True,
+        op_types_to_quantize=["MatMul"],
+        nodes_to_exclude=om._head_nodes(unfused),  # noqa: SLF001 - the export's own exclusion
+    )
+    return {
+        "fp32, BERT fusions only (before)": unfused,
+        "fp32, + fused Attention (export)": files.fp32,
+        "int8, BERT fusions only (before)": unfused_int8,
+        "int8, + MultiHeadAttention core (export)": files.int8,
+    }
+
+
+def time_graph(path: Path, tokenizer: Any, texts: list[str], *, single: int, batches: int) -> dict[str, Any]:
+    from collections import Counter
+
+    import onnx
+
+    from newsml_pipeline.core.serving.onnx_model import _session
+
+    def feeds(ts: list[str]) -> dict[str, np.ndarray]:
+        e = tokenizer(ts, truncation=True, max_length=128, padding=True, return_tensors="np")
+        return {
+            "input_ids": e["input_ids"].astype(np.int64),
+            "attention_mask": e["attention_mask"].astype(np.int64),
+        }
+
+    s = _session(path, threads=None)
+    ones = [feeds([t]) for t in texts[:single]]
+    many = [feeds(texts[single + 32 * i : single + 32 * (i + 1)]) for i in range(batches)]
+    for f in ones[:5]:
+        s.run(None, f)
+    ms = []
+    for f in ones:
+        t0 = time.perf_counter()
+        s.run(None, f)
+        ms.append((time.perf_counter() - t0) * 1000)
+    t0 = time.perf_counter()
+    for b in many:
+        s.run(None, b)
+    per_s = 32 * batches / (time.perf_counter() - t0)
+    ops = Counter(n.op_type for n in onnx.load(str(path), load_external_data=False).graph.node)
+    return {
+        "single_p50_ms": round(statistics.median(ms), 2),
+        "batched_articles_per_s": round(per_s, 1),
+        "padded_logits": s.run(None, feeds(PADDED))[0].tolist(),
+        "fused_ops": {
+            k: ops[k] for k in ("Attention", "MultiHeadAttention", "SkipLayerNormalization", "BiasGelu")
+        },
+        "int8_matmuls": ops["MatMulInteger"],
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--single", type=int, default=40, help="articles timed one by one")
+    ap.add_argument("--batches", type=int, default=4, help="batches of 32 for articles/s")
+    ap.add_argument("--corpora", type=Path, default=CORPORA)
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "onnx_graphs.json")
+    args = ap.parse_args()
+
+    from transformers import AutoTokenizer
+
+    from newsml_pipeline.core.training.inputs import format_input
+
+    arts = load_articles(args.corpora, args.single + 32 * args.batches)
+    texts = [format_input(a["title"], a["text"]) for a in arts]
+    payload: dict[str, Any] = {**provenance(), "max_length": 128, "single": args.single, "rows": {}}
+    with tempfile.TemporaryDirectory(prefix="onnx-graphs-") as tmp:
+        graphs = build_graphs(Path(tmp))
+        tok = AutoTokenizer.from_pretrained(Path(tmp) / "model")
+        for name, path in graphs.items():
+            payload["rows"][name] = time_graph(path, tok, texts, single=args.single, batches=args.batches)
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(payload, indent=2))
+    rows = payload["rows"]
+    names = list(rows)
+    for before, after in ((names[0], names[1]), (names[2], names[3])):
+        diff = np.abs(np.array(rows[after]["padded_logits"]) - np.array(rows[before]["padded_logits"])).max()
+        rows[after]["max_logit_diff_vs_before"] = float(diff)
+    args.out.write_text(json.dumps(payload, indent=2))
+    print(
+        f"\nONNX graphs of MiniLM-L6 (random head), {args.single} single BBC articles, {args.batches}x32 batched, 128 tokens"
+    )
+    print(f"{'graph':44}{'p50 ms':>8}{'art/s':>8}{'int8 MatMuls':>14}  fused / max |logit diff| vs before")
+    for name, r in rows.items():
+        fused = ", ".join(f"{k} {v}" for k, v in r["fused_ops"].items() if v)
+        extra = f" / {r['max_logit_diff_vs_before']:.1e}" if "max_logit_diff_vs_before" in r else ""
+        print(
+            f"{name:44}{r['single_p50_ms']:8.2f}{r['batched_articles_per_s']:8.1f}{r['int8_matmuls']:14d}  {fused}{extra}"
+        )
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
