@@ -46,8 +46,6 @@ PADDED = [
 
 def build_graphs(tmp: Path) -> dict[str, Path]:
     """Export once; keep the pre-fusion graph and quantize it as the export used to."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
     from newsml_pipeline.core.serving import onnx_model as om
     from newsml_pipeline.settings import load_config
 
@@ -66,15 +64,7 @@ def build_graphs(tmp: Path) -> dict[str, Path]:
     finally:
         om.fuse_attention = real
     unfused_int8 = tmp / "unfused.int8.onnx"
-    quantize_dynamic(
-        str(unfused),
-        str(unfused_int8),
-        weight_type=QuantType.QInt8,
-        per_channel=True,
-        reduce_range=True,
-        op_types_to_quantize=["MatMul"],
-        nodes_to_exclude=om._head_nodes(unfused),  # noqa: SLF001 - the export's own exclusion
-    )
+    om.quantize_int8(unfused, unfused_int8)
     return {
         "fp32, BERT fusions only (before)": unfused,
         "fp32, + fused Attention (export)": files.fp32,

@@ -73,7 +73,6 @@ def export_onnx(model_dir: str | Path, *, tolerance: float = 1e-3) -> OnnxFiles:
     Raises OnnxExportError when the fp32 graph's probabilities differ from torch by > tolerance.
     """
     import torch
-    from onnxruntime.quantization import QuantType, quantize_dynamic
 
     from newsml_pipeline.core.training.model_io import load_classifier
 
@@ -128,15 +127,7 @@ def export_onnx(model_dir: str | Path, *, tolerance: float = 1e-3) -> OnnxFiles:
     shutil.copyfile(fp32, int8_source)
     try:
         fused_int8 = fuse_attention(int8_source, pack_qkv=False)
-        quantize_dynamic(
-            str(int8_source),
-            str(int8),
-            weight_type=QuantType.QInt8,
-            per_channel=True,
-            reduce_range=True,
-            op_types_to_quantize=["MatMul"],
-            nodes_to_exclude=_head_nodes(int8_source),
-        )
+        quantize_int8(int8_source, int8)
     finally:
         int8_source.unlink(missing_ok=True)
     fused |= fuse_attention(fp32)
@@ -159,6 +150,22 @@ def export_onnx(model_dir: str | Path, *, tolerance: float = 1e-3) -> OnnxFiles:
         time.perf_counter() - t0,
     )
     return OnnxFiles(fp32=fp32, int8=int8, max_abs_diff=diff, fused=fused)
+
+
+def quantize_int8(source: Path, target: Path) -> None:
+    """The export's int8 recipe: dynamic quantization of `source`'s encoder MatMuls (per-channel
+    7-bit weights; the pooler and the head stay fp32) written to `target`."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(
+        str(source),
+        str(target),
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        reduce_range=True,
+        op_types_to_quantize=["MatMul"],
+        nodes_to_exclude=_head_nodes(source),
+    )
 
 
 def _head_nodes(path: Path) -> list[str]:
