@@ -111,3 +111,30 @@ def provenance(argv: list[str] | None = None) -> dict[str, Any]:
         "python": platform.python_version(),
         "packages": packages(),
     }
+
+
+def lift_nested(payload: dict[str, Any], *, by: str) -> dict[str, Any]:
+    """A results file written before the rule, whose writer stored its provenance under
+    `provenance` (a dict, or a list with the writing run first), with those fields also at the top
+    level. Nothing is re-measured or edited: the nested block stays, and `provenance_lifted_by`
+    names the command that moved it."""
+    nested = payload.get("provenance")
+    first = nested[0] if isinstance(nested, list) and nested else nested
+    if not isinstance(first, dict) or "command" not in first:
+        raise ValueError("no nested provenance with a command to lift")
+    lifted = {
+        k: first[k] for k in ("command", "commit", "dirty", "cpu_flags", "cpu", "cores", "gpu") if k in first
+    }
+    return {**lifted, **payload, "provenance_lifted_by": by}
+
+
+if __name__ == "__main__":  # python bench/provenance.py --lift FILE...: lift_nested in place
+    if sys.argv[1:2] != ["--lift"] or len(sys.argv) < 3:
+        raise SystemExit("usage: python bench/provenance.py --lift FILE...")
+    import json
+
+    by = f"{command()} at {commit()}"
+    for name in sys.argv[2:]:
+        path = Path(name)
+        path.write_text(json.dumps(lift_nested(json.loads(path.read_text()), by=by), indent=2) + "\n")
+        print(f"lifted {path}")

@@ -137,3 +137,18 @@ def test_matmul_bench_writes_its_provenance(tmp_path: Path) -> None:
     assert KEYS <= set(saved)
     assert saved["command"] == f"python bench/matmul.py --size 64 --repeat 2 --out {out}"
     assert saved["results"]["fp32"]["gflops_median"] > 0
+
+
+def test_lifting_a_nested_provenance_keeps_everything_and_names_who_moved_it(provenance) -> None:
+    nested = {
+        "provenance": [{"command": "python bench/x.py", "commit": "abc", "cpu_flags": ["avx2"]}],
+        "rows": [1],
+    }
+    out = provenance.lift_nested(nested, by="python bench/provenance.py --lift f at def")
+    assert out["command"] == "python bench/x.py" and out["commit"] == "abc" and out["cpu_flags"] == ["avx2"]
+    assert out["provenance"] == nested["provenance"] and out["rows"] == [1]
+    assert out["provenance_lifted_by"].startswith("python bench/provenance.py --lift")
+    as_dict = provenance.lift_nested({"provenance": {"command": "c", "commit": "d"}}, by="b")
+    assert as_dict["command"] == "c"
+    with pytest.raises(ValueError, match="no nested provenance"):
+        provenance.lift_nested({"rows": []}, by="b")
