@@ -16,9 +16,9 @@ ms and batched 37.4 -> 45.3 articles/s on 2 AVX-512 cores at 128 tokens
 int8 is `onnxruntime.quantization.quantize_dynamic` of the fused graph (weights int8 per output
 channel, activations quantized per batch at run time, no calibration data) of a copy whose
 attention core is one MultiHeadAttention kernel per layer (Q, K, V stay MatMuls, so they are
-int8 too): single 21.1 -> 16.1 ms, batched 58.6 -> 78.0 articles/s there. It is
-restricted to the encoder's MatMuls: the embedding tables, the pooler and the classification head stay fp32 (they
-cost almost nothing and int8 there costs accuracy). Weights use 7 bits (`reduce_range`): on x86
+int8 too): single 21.1 -> 16.1 ms, batched 58.6 -> 78.0 articles/s there. It is restricted to
+the encoder's MatMuls: the embedding tables, the pooler and the classification head stay fp32
+(they cost almost nothing and int8 there costs accuracy). Weights use 7 bits (`reduce_range`): on x86
 CPUs without VNNI the u8 x s8 kernels can saturate their 16-bit intermediates with full 8-bit
 weights, which on the BBC benchmark cost 0.02 macro-F1; with 7-bit per-channel weights the loss
 was within noise (bench/results/serve*.json).
