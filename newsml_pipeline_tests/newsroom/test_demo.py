@@ -197,8 +197,11 @@ def test_short_demo_end_to_end_through_the_cli(tmp_path: Path) -> None:
     assert r["articles_published"] > 0 and r["articles_stored"] == r["articles_published"]
     assert r["auto_labels"] > 0 and not r["failed_runs"]
     assert r["models_deployed"] >= 1
-    first = r["retrains"][0]
-    assert first["trigger"] == "schedule" and first["evaluation_kind"] == "silver"
+    # The weekly schedule's retrain ran on silver rows. It is not always the first: at this test's
+    # drift delta (0.3) a sensor tick before the change can fire (a fresh install's run saw no_fit
+    # move 0.22 -> 0.33 on day 6), and that retrain is then the first one.
+    scheduled = [o for o in r["retrains"] if o["trigger"] == "schedule"]
+    assert scheduled and scheduled[0]["evaluation_kind"] == "silver", r["retrains"]
     # Whether ADWIN cuts on a random tiny model's scores is chance (it did in one of two runs), so detection is not asserted here: the default
     # demo's real MiniLM saw it 24 simulated hours after the change (README, measured).
     assert r["runs"].get("retrain_job", 0) == len(r["retrains"]) >= 1
@@ -207,7 +210,7 @@ def test_short_demo_end_to_end_through_the_cli(tmp_path: Path) -> None:
     # every deployed model is scored against the sample's own categories (reporting only)
     f1 = r["deployed_model_macro_f1_vs_sample_categories"]
     assert len(f1) == r["models_deployed"]
-    first_model = next(iter(f1.values()))  # deployed on day 8: it scored the day after
+    first_model = next(iter(f1.values()))  # deployed by day 8: it scored the day after
     assert 0 <= first_model["macro_f1"] <= 1 and first_model["n"] > 0
     for m in f1.values():  # a model deployed on the last day may not have scored anything yet
         assert (m["macro_f1"] is None and m["n"] == 0) or (0 <= m["macro_f1"] <= 1 and m["n"] > 0), m
