@@ -165,3 +165,44 @@ def test_the_server_picks_up_a_new_champion_without_a_restart(
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_post_classify_is_answered_ahead_of_the_router_and_the_rest_reaches_it() -> None:
+    """_DirectRoute: POST /classify skips FastAPI's routing (its hot-path cost), every other
+    method or path still goes to the app (405/404, /health, /docs)."""
+    import asyncio
+
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse
+
+    from newsml_pipeline.core.serving.http import _DirectRoute
+
+    reached: list[tuple[str, str]] = []
+
+    async def inner(scope, receive, send) -> None:  # noqa: ANN001
+        reached.append((scope["method"], scope["path"]))
+        await PlainTextResponse("router")(scope, receive, send)
+
+    async def endpoint(request: Request) -> PlainTextResponse:
+        return PlainTextResponse(f"direct {request.method}")
+
+    app = _DirectRoute(inner, method="POST", path="/classify", endpoint=endpoint)
+
+    async def call(method: str, path: str) -> bytes:
+        sent: list[dict] = []
+
+        async def receive() -> dict:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "method": method, "path": path, "headers": [], "query_string": b""}
+        await app(scope, receive, send)
+        return b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+
+    assert asyncio.run(call("POST", "/classify")) == b"direct POST"
+    assert reached == []
+    assert asyncio.run(call("GET", "/classify")) == b"router"
+    assert asyncio.run(call("POST", "/classify/x")) == b"router"
+    assert reached == [("GET", "/classify"), ("POST", "/classify/x")]
