@@ -293,7 +293,6 @@ def create_app(
         scheme, _, value = got.partition(" ")
         return scheme.lower() == "bearer" and hmac.compare_digest(value.strip(), token)
 
-
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 404:
