@@ -92,6 +92,24 @@ def _run_records(topo: Topology, run_ids: list[str], monkeypatch: pytest.MonkeyP
         return [instance.get_run_record_by_id(r) for r in run_ids]
 
 
+def _step_spans(topo: Topology, run_ids: list[str], step: str, monkeypatch: pytest.MonkeyPatch) -> list:
+    """(start, end) timestamps of `step` in each run, from the instance's event log."""
+    from dagster import DagsterEventType, DagsterInstance
+
+    for k in ("DAGSTER_HOME", "DAGSTER_PG_HOST", "DAGSTER_PG_PORT", "DAGSTER_PG_DB", "DAGSTER_PG_USERNAME",
+              "DAGSTER_PG_PASSWORD"):  # fmt: skip
+        monkeypatch.setenv(k, topo.env[k])
+    spans = []
+    with DagsterInstance.get() as instance:
+        for run_id in run_ids:
+            events = instance.all_logs(
+                run_id, of_type={DagsterEventType.STEP_START, DagsterEventType.STEP_SUCCESS}
+            )
+            times = {e.dagster_event.event_type: e.timestamp for e in events if e.step_key == step}
+            spans.append((times[DagsterEventType.STEP_START], times[DagsterEventType.STEP_SUCCESS]))
+    return spans
+
+
 def _check_days(
     wh: Warehouse,
     ids: dict[str, set[str]],
@@ -120,8 +138,16 @@ def _check_days(
 def topology(tmp_path: Path, postgres_server):
     topos: list[Topology] = []
 
-    def make(newsml_env: dict[str, str], *, mlflow: bool, daemon: bool = True) -> Topology:
-        topo = Topology(tmp_path / "services", postgres_server, newsml_env=newsml_env, mlflow=mlflow)
+    def make(
+        newsml_env: dict[str, str], *, mlflow: bool, daemon: bool = True, pool_run_buffer: int | None = None
+    ) -> Topology:
+        topo = Topology(
+            tmp_path / "services",
+            postgres_server,
+            newsml_env=newsml_env,
+            mlflow=mlflow,
+            pool_run_buffer=pool_run_buffer,
+        )
         topos.append(topo)
         return topo.start(daemon=daemon)
 
@@ -137,16 +163,22 @@ def test_three_ingestion_runs_at_once_through_the_daemon_lose_nothing(
     tmp_path: Path, bbc_rows: list[dict], topology, monkeypatch
 ) -> None:
     ids = _inbox(tmp_path, bbc_rows, {D2: 2, D3: 2})
-    topo = topology(_newsml_env(tmp_path, ids["folder"]), mlflow=False, daemon=False)
+    # The repo's instance keeps a run queued while the pool of its first step (raw_articles:
+    # `ingestion`, one slot) is full, so with it these runs go one by one and overlap only by
+    # chance. Here the daemon may launch two runs beyond the free slots: all three start on its
+    # first tick and wait for the one writer slot inside the run, the harder case for the store.
+    topo = topology(_newsml_env(tmp_path, ids["folder"]), mlflow=False, daemon=False, pool_run_buffer=2)
     runs = [topo.submit("ingest_job", partition=d, assets=["raw_articles"]) for d in (D2, D3, D2)]
-    # Queued before the daemon runs, so its first tick lets all three go at once: on a quiet
-    # machine a run takes ~15 s, and runs dequeued on different ticks did not overlap.
     assert set(topo.run_status(runs).values()) == {"QUEUED"}
     topo.start_daemon()
     status = topo.wait_runs(runs, timeout=1200)
     assert set(status.values()) == {"SUCCESS"}, (status, topo.tail("daemon"), topo.tail("code-server"))
     records = _run_records(topo, runs, monkeypatch)
     assert _overlap(records), "the three runs did not run at the same time"
+    # ... and the pool kept their writes apart: no two raw_articles steps ran at once.
+    steps = sorted(_step_spans(topo, runs, "raw_articles", monkeypatch))
+    assert len(steps) == 3, steps
+    assert all(end <= nxt_start for (_, end), (nxt_start, _) in zip(steps, steps[1:])), steps
     wh = Warehouse(topo.env["NEWSML_WAREHOUSE_URL"])
     assert wh.dialect == "postgres"
     _check_days(wh, ids, [D2, D3], tables=("raw_articles",))

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import httpx
+import yaml
 
 from newsml_pipeline_tests.conftest import REPO_ROOT
 from testkit.postgres_server import SUPERUSER, PostgresServer
@@ -39,7 +40,17 @@ def free_port() -> int:
 class Topology:
     """Start with `start()`, stop with `stop()`; `env` is what every service (and `newsml`) gets."""
 
-    def __init__(self, root: Path, pg: PostgresServer, *, newsml_env: dict[str, str], mlflow: bool) -> None:
+    def __init__(
+        self,
+        root: Path,
+        pg: PostgresServer,
+        *,
+        newsml_env: dict[str, str],
+        mlflow: bool,
+        pool_run_buffer: int | None = None,
+    ) -> None:
+        """pool_run_buffer: Dagster's `concurrency.pools.op_granularity_run_buffer` on top of the
+        repo's yaml (default 0: the daemon keeps a run queued while its first step's pool is full)."""
         self.root = root
         self.pg = pg
         self.with_mlflow = mlflow
@@ -48,6 +59,11 @@ class Topology:
         self.dagster_home = root / "dagster_home"
         self.dagster_home.mkdir()
         shutil.copy(REPO_ROOT / "deploy" / "dagster.postgres.yaml", self.dagster_home / "dagster.yaml")
+        if pool_run_buffer is not None:
+            instance_yaml = self.dagster_home / "dagster.yaml"
+            cfg = yaml.safe_load(instance_yaml.read_text())
+            cfg["concurrency"]["pools"]["op_granularity_run_buffer"] = pool_run_buffer
+            instance_yaml.write_text(yaml.safe_dump(cfg))
         for db in ("dagster", "warehouse", "mlflow"):
             pg.create_database(db)
         self.code_port, self.web_port, self.mlflow_port = free_port(), free_port(), free_port()
