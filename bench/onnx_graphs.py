@@ -1,12 +1,15 @@
 """What each ONNX graph rewrite buys: the same exported model timed before and after the
-attention fusions, fp32 and int8, side by side in one run (issue 28).
+attention fusions and the SkipLayerNormalization split, fp32 and int8, side by side in one run
+(issue 28).
 
-    python bench/onnx_graphs.py [--single 40] [--batches 4] [--out bench/results/onnx_graphs.json]
+    python bench/onnx_graphs.py [--single 40] [--batches 4] [--rounds 2] [--out bench/results/onnx_graphs.json]
 
 The packaged MiniLM-L6 with a random head (speed only) is exported by the project's own
 `export_onnx`; the graph it held before the attention fusions (ORT's BERT fusions only, what the
-export wrote before) is kept aside and quantized the way it used to be. Four graphs, each in its
-own ONNX Runtime session with the serving options: fp32 and int8, each unfused and fused. Per
+export wrote before) is kept aside and quantized the way it used to be, and so is each graph
+before the split. Six graphs, each in its own ONNX Runtime session with the serving options: fp32
+and int8, each unfused, with fused attention, and split (the export). Each is timed `--rounds`
+times round-robin and keeps its best p50 and throughput. Per
 graph: single-article p50 over real BBC articles at 128 tokens, articles/s over batches of 32,
 and the largest |logit| difference from the unfused graph of the same precision on a padded
 batch of short and long texts (the fusions must not change the answer: fp32 vs fp32 agrees to
@@ -45,31 +48,40 @@ PADDED = [
 
 
 def build_graphs(tmp: Path) -> dict[str, Path]:
-    """Export once; keep the pre-fusion graph and quantize it as the export used to."""
+    """Export once, keeping each graph the export passes through: before the attention fusions
+    (quantized as the export used to), after them, and after the SkipLayerNormalization split."""
     from newsml_pipeline.core.serving import onnx_model as om
     from newsml_pipeline.settings import load_config
 
     model_dir = build_model_dir(tmp / "model", load_config().labels.names)
     unfused = tmp / "unfused.onnx"
-    real = om.fuse_attention
+    attention = {}
+    real_fuse, real_split = om.fuse_attention, om.split_skip_layer_norm
 
     def keep_unfused(path: Path, *, pack_qkv: bool = True) -> dict[str, int]:
         if not unfused.exists():  # the first call sees the graph after ORT's BERT fusions only
             shutil.copyfile(path, unfused)
-        return real(path, pack_qkv=pack_qkv)
+        return real_fuse(path, pack_qkv=pack_qkv)
 
-    om.fuse_attention = keep_unfused
+    def keep_unsplit(path: Path) -> int:
+        attention[path.name] = tmp / f"attention.{path.name}"
+        shutil.copyfile(path, attention[path.name])
+        return real_split(path)
+
+    om.fuse_attention, om.split_skip_layer_norm = keep_unfused, keep_unsplit
     try:
         files = om.export_onnx(model_dir)
     finally:
-        om.fuse_attention = real
+        om.fuse_attention, om.split_skip_layer_norm = real_fuse, real_split
     unfused_int8 = tmp / "unfused.int8.onnx"
     om.quantize_int8(unfused, unfused_int8)
     return {
         "fp32, BERT fusions only (before)": unfused,
-        "fp32, + fused Attention (export)": files.fp32,
+        "fp32, + fused Attention": attention[files.fp32.name],
+        "fp32, + SkipLayerNorm split (export)": files.fp32,
         "int8, BERT fusions only (before)": unfused_int8,
-        "int8, + MultiHeadAttention core (export)": files.int8,
+        "int8, + MultiHeadAttention core": attention[files.int8.name],
+        "int8, + SkipLayerNorm split (export)": files.int8,
     }
 
 
@@ -107,7 +119,14 @@ def time_graph(path: Path, tokenizer: Any, texts: list[str], *, single: int, bat
         "batched_articles_per_s": round(per_s, 1),
         "padded_logits": s.run(None, feeds(PADDED))[0].tolist(),
         "fused_ops": {
-            k: ops[k] for k in ("Attention", "MultiHeadAttention", "SkipLayerNormalization", "BiasGelu")
+            k: ops[k]
+            for k in (
+                "Attention",
+                "MultiHeadAttention",
+                "SkipLayerNormalization",
+                "LayerNormalization",
+                "BiasGelu",
+            )
         },
         "int8_matmuls": ops["MatMulInteger"],
     }
@@ -117,6 +136,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--single", type=int, default=40, help="articles timed one by one")
     ap.add_argument("--batches", type=int, default=4, help="batches of 32 for articles/s")
+    ap.add_argument("--rounds", type=int, default=2, help="round-robin passes over the graphs; best kept")
     ap.add_argument("--corpora", type=Path, default=CORPORA)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "onnx_graphs.json")
     args = ap.parse_args()
@@ -131,15 +151,27 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="onnx-graphs-") as tmp:
         graphs = build_graphs(Path(tmp))
         tok = AutoTokenizer.from_pretrained(Path(tmp) / "model")
-        for name, path in graphs.items():
-            payload["rows"][name] = time_graph(path, tok, texts, single=args.single, batches=args.batches)
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(json.dumps(payload, indent=2))
+        # Round-robin, best of the rounds per graph: this VM's speed drifts within minutes, and
+        # other work only ever adds time, so each graph gets its quietest moment.
+        for round_ in range(args.rounds):
+            for name, path in graphs.items():
+                r = time_graph(path, tok, texts, single=args.single, batches=args.batches)
+                best = payload["rows"].get(name)
+                if best is not None:
+                    r["single_p50_ms"] = min(r["single_p50_ms"], best["single_p50_ms"])
+                    r["batched_articles_per_s"] = max(
+                        r["batched_articles_per_s"], best["batched_articles_per_s"]
+                    )
+                r["rounds"] = round_ + 1
+                payload["rows"][name] = r
+                args.out.parent.mkdir(parents=True, exist_ok=True)
+                args.out.write_text(json.dumps(payload, indent=2))
     rows = payload["rows"]
-    names = list(rows)
-    for before, after in ((names[0], names[1]), (names[2], names[3])):
-        diff = np.abs(np.array(rows[after]["padded_logits"]) - np.array(rows[before]["padded_logits"])).max()
-        rows[after]["max_logit_diff_vs_before"] = float(diff)
+    for name, r in rows.items():  # each graph against the first (unfused) one of its precision
+        before = rows[f"{name.split(',')[0]}, BERT fusions only (before)"]
+        if r is not before:
+            diff = np.abs(np.array(r["padded_logits"]) - np.array(before["padded_logits"])).max()
+            r["max_logit_diff_vs_before"] = float(diff)
     args.out.write_text(json.dumps(payload, indent=2))
     print(
         f"\nONNX graphs of MiniLM-L6 (random head), {args.single} single BBC articles, {args.batches}x32 batched, 128 tokens"

@@ -178,7 +178,7 @@ def test_three_ingestion_runs_at_once_through_the_daemon_lose_nothing(
     # ... and the pool kept their writes apart: no two raw_articles steps ran at once.
     steps = sorted(_step_spans(topo, runs, "raw_articles", monkeypatch))
     assert len(steps) == 3, steps
-    assert all(end <= nxt_start for (_, end), (nxt_start, _) in zip(steps, steps[1:])), steps
+    assert all(end <= nxt_start for (_, end), (nxt_start, _) in zip(steps, steps[1:], strict=False)), steps
     wh = Warehouse(topo.env["NEWSML_WAREHOUSE_URL"])
     assert wh.dialect == "postgres"
     _check_days(wh, ids, [D2, D3], tables=("raw_articles",))

@@ -145,7 +145,10 @@ def test_export_is_the_fused_graph_and_int8_leaves_embeddings_pooler_and_head_fp
 
     fp32 = onnx.load(str(onnx_path(exported, "onnx")), load_external_data=False)
     ops = [n.op_type for n in fp32.graph.node]
-    assert {"SkipLayerNormalization", "BiasGelu"} <= set(ops), sorted(set(ops))
+    assert "BiasGelu" in ops, sorted(set(ops))
+    # every residual + LayerNorm is the standard ops again (split_skip_layer_norm), in both graphs:
+    # two per layer plus the embeddings' own
+    assert "SkipLayerNormalization" not in ops and ops.count("LayerNormalization") == 2 * 2 + 1
     # one fused Attention kernel per layer (the tiny model has two), and no per-call Concat of the
     # Q/K/V weights left in front of them
     assert ops.count("Attention") == 2, sorted(set(ops))
@@ -160,6 +163,7 @@ def test_export_is_the_fused_graph_and_int8_leaves_embeddings_pooler_and_head_fp
     assert ops8.count("MultiHeadAttention") == 2, sorted(set(ops8))
     assert ops8.count("MatMulInteger") == 2 * 6, sorted(set(ops8))
     assert "Attention" not in ops8 and "QAttention" not in ops8
+    assert "SkipLayerNormalization" not in ops8 and ops8.count("LayerNormalization") == 2 * 2 + 1
     quantized = {i for n in nodes for i in n.input if i.endswith("_quantized")}
     assert quantized, "no quantized weights in the int8 graph"
     assert not [q for q in quantized if "embeddings" in q or "pooler" in q or "classifier" in q], quantized
@@ -167,3 +171,49 @@ def test_export_is_the_fused_graph_and_int8_leaves_embeddings_pooler_and_head_fp
         n for n in nodes if n.op_type in ("MatMul", "Gemm") and any("classifier." in i for i in n.input)
     ]
     assert fp32_head, "the classification head is missing from the int8 graph"
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_split_skip_layer_norm_computes_what_the_fused_kernel_did(tmp_path: Path, bias: bool) -> None:
+    """The split graph gives ORT's SkipLayerNormalization answer (bias + residual + LayerNorm), and
+    the session does not fuse it back into the slow kernel."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from newsml_pipeline.core.serving.onnx_model import _session, split_skip_layer_norm
+
+    rng = np.random.default_rng(0)
+    hidden = 16
+    weights = {n: rng.normal(size=hidden).astype(np.float32) for n in ("gamma", "beta", "bias")}
+    inputs = ["x", "skip", "gamma", "beta"] + (["bias"] if bias else [])
+    graph = helper.make_graph(
+        [
+            helper.make_node(
+                "SkipLayerNormalization", inputs, ["y"], name="sln", domain="com.microsoft", epsilon=1e-5
+            ),
+            helper.make_node("Mul", ["y", "y"], ["out"]),  # a consumer downstream
+        ],
+        "g",
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["b", "s", hidden]) for n in ("x", "skip")],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(v, n) for n, v in weights.items() if n != "bias" or bias],
+    )
+    path = tmp_path / "sln.onnx"
+    onnx.save(
+        helper.make_model(
+            graph, opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid("com.microsoft", 1)]
+        ),
+        str(path),
+    )
+    feeds = {n: rng.normal(size=(2, 3, hidden)).astype(np.float32) for n in ("x", "skip")}
+    fused = _session(path, threads=1).run(None, feeds)[0]
+    assert split_skip_layer_norm(path) == 1
+    ops = [n.op_type for n in onnx.load(str(path)).graph.node]
+    assert "SkipLayerNormalization" not in ops and "LayerNormalization" in ops, ops
+    session = _session(path, threads=1)
+    np.testing.assert_allclose(session.run(None, feeds)[0], fused, rtol=1e-5, atol=1e-5)
+    total = feeds["x"] + feeds["skip"] + (weights["bias"] if bias else 0)
+    mean, var = total.mean(-1, keepdims=True), total.var(-1, keepdims=True)
+    expected = ((total - mean) / np.sqrt(var + 1e-5) * weights["gamma"] + weights["beta"]) ** 2
+    np.testing.assert_allclose(fused, expected, rtol=1e-4, atol=1e-4)
+    assert split_skip_layer_norm(path) == 0  # nothing left to split
