@@ -85,6 +85,27 @@ def build_graphs(tmp: Path) -> dict[str, Path]:
     }
 
 
+def op_shares(path: Path, feeds: dict[str, np.ndarray], runs: int = 3) -> dict[str, float]:
+    """Share of kernel time per op type over `runs` batched forwards, from ONNX Runtime's own
+    profiler (a separate session: profiling slows every node a little, so no speed comes from it).
+    What the int8 MatMuls take of a forward bounds what any rewrite of the rest can gain."""
+    from newsml_pipeline.core.serving.onnx_model import _session
+
+    s = _session(path, threads=None, profile_prefix=str(path.with_suffix(".profile")))
+    for _ in range(runs + 1):  # the first is warm-up, left in: kernel times are per node anyway
+        s.run(None, feeds)
+    events = json.loads(Path(s.end_profiling()).read_text())
+    by_op: dict[str, float] = {}
+    for e in events:
+        if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time"):
+            op = e["args"]["op_name"]
+            by_op[op] = by_op.get(op, 0.0) + e["dur"]
+    total = sum(by_op.values()) or 1.0
+    return {
+        op: round(d / total, 4) for op, d in sorted(by_op.items(), key=lambda x: -x[1]) if d / total >= 0.005
+    }
+
+
 def time_graph(path: Path, tokenizer: Any, texts: list[str], *, single: int, batches: int) -> dict[str, Any]:
     from collections import Counter
 
@@ -115,6 +136,7 @@ def time_graph(path: Path, tokenizer: Any, texts: list[str], *, single: int, bat
     per_s = 32 * batches / (time.perf_counter() - t0)
     ops = Counter(n.op_type for n in onnx.load(str(path), load_external_data=False).graph.node)
     return {
+        "batched_time_share_by_op": op_shares(path, many[0]),
         "single_p50_ms": round(statistics.median(ms), 2),
         "batched_articles_per_s": round(per_s, 1),
         "padded_logits": s.run(None, feeds(PADDED))[0].tolist(),
@@ -182,6 +204,23 @@ def main() -> int:
         extra = f" / {r['max_logit_diff_vs_before']:.1e}" if "max_logit_diff_vs_before" in r else ""
         print(
             f"{name:44}{r['single_p50_ms']:8.2f}{r['batched_articles_per_s']:8.1f}{r['int8_matmuls']:14d}  {fused}{extra}"
+        )
+    print("\nbatched kernel time by op (ONNX Runtime's profiler, ops >= 0.5 %):")
+    for name, r in rows.items():
+        shares = ", ".join(f"{op} {100 * v:.0f}%" for op, v in r["batched_time_share_by_op"].items())
+        print(f"  {name}: {shares}")
+    for r in rows.values():  # what the matrix products alone take bounds the rest's gains
+        share = sum(
+            v for op, v in r["batched_time_share_by_op"].items() if "MatMul" in op or "Quantize" in op
+        )
+        r["matmul_share"] = round(share, 3)
+        r["articles_per_s_if_only_matmuls"] = round(r["batched_articles_per_s"] / share, 1) if share else None
+    args.out.write_text(json.dumps(payload, indent=2))
+    last = rows[names[-1]] if (names := list(rows)) else {}
+    if last.get("articles_per_s_if_only_matmuls"):
+        print(
+            f"{names[-1]}: matrix products (MatMul / quantize kernels) {100 * last['matmul_share']:.0f}% of a "
+            f"batched forward; with every other op free it would run {last['articles_per_s_if_only_matmuls']} articles/s"
         )
     print(f"wrote {args.out}")
     return 0

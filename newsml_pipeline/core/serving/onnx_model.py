@@ -338,7 +338,8 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def _session(path: Path, *, threads: int | None) -> Any:
+def _session(path: Path, *, threads: int | None, profile_prefix: str | None = None) -> Any:
+    """The serving session; `profile_prefix`: ONNX Runtime's per-node profiler on (benchmarks)."""
     import onnxruntime as ort
 
     from newsml_pipeline.core.training.device import available_cores
@@ -352,6 +353,9 @@ def _session(path: Path, *, threads: int | None) -> Any:
     # takes the cores from the event loop and the tokenizer (measured: single-article p50 -30%
     # on 2 busy cores, batched throughput up too).
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if profile_prefix is not None:
+        opts.enable_profiling = True
+        opts.profile_file_prefix = profile_prefix
     # split_skip_layer_norm's standard ops stay standard: ORT's fused kernel is slower on CPU.
     return ort.InferenceSession(
         str(path),
