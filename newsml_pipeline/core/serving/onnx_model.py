@@ -9,8 +9,8 @@ token_type_ids are all zeros for one-segment input, which is what BERT assumes w
 The fp32 graph is passed through ONNX Runtime's transformer optimizer for BERT (LayerNorm +
 residual -> SkipLayerNormalization, bias + GELU -> BiasGelu; python fusions only, so the file
 does not depend on the CPU it was written on), then each layer's attention subgraph becomes one
-`Attention` kernel (onnxscript's ORT fusions, `fuse_attention`): single-article p50 28.8 -> 24.0
-ms and batched 37.4 -> 45.3 articles/s on 2 AVX-512 cores at 128 tokens
+`Attention` kernel (onnxscript's ORT fusions, `fuse_attention`): single-article p50 29.6 -> 17.9
+ms and batched 40.2 -> 60.6 articles/s on 2 AVX-512 cores at 128 tokens
 (bench/results/onnx_graphs.json). Last, each SkipLayerNormalization is split back into standard
 ops, which ONNX Runtime's CPU kernels run faster (`split_skip_layer_norm`). It is checked against
 torch after all of it.
@@ -18,7 +18,8 @@ torch after all of it.
 int8 is `onnxruntime.quantization.quantize_dynamic` of the fused graph (weights int8 per output
 channel, activations quantized per batch at run time, no calibration data) of a copy whose
 attention core is one MultiHeadAttention kernel per layer (Q, K, V stay MatMuls, so they are
-int8 too): single 21.1 -> 16.1 ms, batched 58.6 -> 78.0 articles/s there. It is restricted to
+int8 too): single 13.9 -> 13.1 ms, batched 74.8 -> 87.6 articles/s there (12.7 ms and 92.8
+after the split). It is restricted to
 the encoder's MatMuls: the embedding tables, the pooler and the classification head stay fp32
 (they cost almost nothing and int8 there costs accuracy). Weights use 7 bits (`reduce_range`): on x86
 CPUs without VNNI the u8 x s8 kernels can saturate their 16-bit intermediates with full 8-bit
