@@ -521,9 +521,9 @@ def main() -> int:
         try:
             import httpx
 
-            # Single-article latency through the standard library's client (~0.1 ms of its own),
-            # so the HTTP - predictor figure is the server's; httpx's figure (~1 ms more of client
-            # Python per request) is kept beside it.
+            # Single-article latency through lean_client's hand-built HTTP (next to nothing of its
+            # own), so the HTTP - predictor figure is the server's; httpx's figure (~1 ms more of
+            # client Python per request) is kept beside it.
             # Interleaved with the same predictor's direct call, article by article, so that
             # other work on the machine hits both alike: the overhead is the p50 of the pairs.
             with LeanClient(server.url) as lean:

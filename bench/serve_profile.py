@@ -152,7 +152,7 @@ def main() -> int:
     print(
         f"predictor p50 {report['predictor_p50_ms']} ms, HTTP p50 {report['http_p50_ms']} ms, "
         f"overhead {report['overhead_p50_ms']} ms (p50 of per-article differences "
-        f"{report['overhead_p50_of_pairs_ms']} ms) with httpx; with the standard library's client "
+        f"{report['overhead_p50_of_pairs_ms']} ms) with httpx; with the lean client (hand-built HTTP) "
         f"HTTP p50 {report['lean_http_p50_ms']} ms, overhead {report['lean_overhead_p50_ms']} ms "
         f"({report['lean_overhead_p50_of_pairs_ms']} ms)"
     )

@@ -19,10 +19,9 @@ int8 is `onnxruntime.quantization.quantize_dynamic` of the fused graph (weights 
 channel, activations quantized per batch at run time, no calibration data) of a copy whose
 attention core is one MultiHeadAttention kernel per layer (Q, K, V stay MatMuls, so they are
 int8 too): single 13.9 -> 13.1 ms, batched 74.8 -> 87.6 articles/s there (12.7 ms and 92.8
-after the split). It is restricted to
-the encoder's MatMuls: the embedding tables, the pooler and the classification head stay fp32
-(they cost almost nothing and int8 there costs accuracy). Weights use 7 bits (`reduce_range`): on x86
-CPUs without VNNI the u8 x s8 kernels can saturate their 16-bit intermediates with full 8-bit
+after the split). It is restricted to the encoder's MatMuls: the embedding tables, the pooler and
+the classification head stay fp32 (they cost almost nothing and int8 there costs accuracy).
+Weights use 7 bits (`reduce_range`): on x86 CPUs without VNNI the u8 x s8 kernels can saturate their 16-bit intermediates with full 8-bit
 weights, which on the BBC benchmark cost 0.02 macro-F1; with 7-bit per-channel weights the loss
 was within noise (bench/results/serve*.json).
 """
@@ -215,7 +214,7 @@ def split_skip_layer_norm(path: Path) -> int:
 
     The fusions above produce it, but ONNX Runtime's CPU kernel for it is the slow way to compute
     it: on 2 AVX-512 cores at 32 x 128 x 384 it took 5.4 ms against 1.9-2.1 ms for the standard
-    ops (19 % of an int8 forward; bench/onnx_graphs.py times the graph both ways). The session
+    ops (17 % of an int8 forward in bench/onnx_graphs.py's profile, which times the graph both ways). The session
     disables ORT's SkipLayerNormFusion so that it does not put the slow kernel back at load.
     A node whose mean / inv-std outputs are used is left as it is."""
     import onnx
