@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -210,8 +211,12 @@ def test_split_skip_layer_norm_computes_what_the_fused_kernel_did(tmp_path: Path
     assert split_skip_layer_norm(path) == 1
     ops = [n.op_type for n in onnx.load(str(path)).graph.node]
     assert "SkipLayerNormalization" not in ops and "LayerNormalization" in ops, ops
-    session = _session(path, threads=1)
+    session = _session(path, threads=1, profile_prefix=str(tmp_path / "profile"))
     np.testing.assert_allclose(session.run(None, feeds)[0], fused, rtol=1e-5, atol=1e-5)
+    # the kernels that ran (ORT's profiler): ORT did not fuse the standard ops back at load
+    events = json.loads(Path(session.end_profiling()).read_text())
+    ran = {e["args"]["op_name"] for e in events if e.get("cat") == "Node" and "op_name" in e.get("args", {})}
+    assert "LayerNormalization" in ran and "SkipLayerNormalization" not in ran, ran
     total = feeds["x"] + feeds["skip"] + (weights["bias"] if bias else 0)
     mean, var = total.mean(-1, keepdims=True), total.var(-1, keepdims=True)
     expected = ((total - mean) / np.sqrt(var + 1e-5) * weights["gamma"] + weights["beta"]) ** 2
