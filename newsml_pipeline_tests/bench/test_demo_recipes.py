@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-import importlib
-import sys
 from pathlib import Path
 
 import pytest
 
 from newsml_pipeline.newsroom import demo
 from newsml_pipeline.settings import NewsmlConfig
-
-BENCH = Path(__file__).resolve().parents[2] / "bench"
+from newsml_pipeline_tests.bench.bench_import import bench_module
 
 
 @pytest.fixture
 def recipes():  # noqa: ANN201
-    sys.path.insert(0, str(BENCH))
-    try:
-        yield importlib.import_module("demo_recipes")
-    finally:
-        sys.path.remove(str(BENCH))
+    with bench_module("demo_recipes") as module:
+        yield module
 
 
 def test_deep_merge_overrides_nested_keys_and_keeps_the_rest() -> None:

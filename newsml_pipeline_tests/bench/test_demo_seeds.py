@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import importlib
-import sys
-from pathlib import Path
-
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
+from newsml_pipeline_tests.bench.bench_import import bench_module
 
 
 @pytest.fixture
 def demo_seeds():  # noqa: ANN201
-    sys.path.insert(0, str(BENCH))
-    try:
-        yield importlib.import_module("demo_seeds")
-    finally:
-        sys.path.remove(str(BENCH))
+    with bench_module("demo_seeds") as module:
+        yield module
 
 
 def _retrain(as_of: str, trigger: str, verdict: str) -> dict:

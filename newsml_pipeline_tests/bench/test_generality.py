@@ -4,7 +4,6 @@ variant is scored."""
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import subprocess
@@ -14,16 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
+from newsml_pipeline_tests.bench.bench_import import BENCH, bench_module
 
 
 @pytest.fixture(scope="module")
 def generality(corpora):
-    sys.path.insert(0, str(BENCH))
-    try:
-        yield importlib.import_module("generality")
-    finally:
-        sys.path.remove(str(BENCH))
+    with bench_module("generality") as module:
+        yield module
 
 
 def test_first_sentence(generality) -> None:

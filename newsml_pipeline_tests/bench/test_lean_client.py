@@ -3,25 +3,19 @@ connection, survives a server that closed it, and never passes an error answer o
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
+from newsml_pipeline_tests.bench.bench_import import bench_module
 
 
 @pytest.fixture(scope="module")
 def lean_client():  # noqa: ANN201
-    sys.path.insert(0, str(BENCH))
-    try:
-        yield importlib.import_module("lean_client")
-    finally:
-        sys.path.remove(str(BENCH))
+    with bench_module("lean_client") as module:
+        yield module
 
 
 class _Echo(BaseHTTPRequestHandler):

@@ -3,9 +3,7 @@ per model, the results file carries what made it, and peft's all-linear LoRA rec
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,18 +14,14 @@ from newsml_pipeline.core.training.lora import (
     load_base_classifier,
     lora_target_modules,
 )
+from newsml_pipeline_tests.bench.bench_import import bench_module
 from testkit.tiny_models import make_tiny_classifier_dir
-
-BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 
 @pytest.fixture(scope="module")
 def learners():
-    sys.path.insert(0, str(BENCH))
-    try:
-        yield importlib.import_module("learners")
-    finally:
-        sys.path.remove(str(BENCH))
+    with bench_module("learners") as module:
+        yield module
 
 
 def test_recipes_override_the_shipped_config_and_keep_the_rest(learners) -> None:
